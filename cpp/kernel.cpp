@@ -1,0 +1,1 @@
+// Fused char-RNN training kernel.
