@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         sdist = args.sdist or download_sdist(Path(tmp))
-        text = build_text(sdist)
+        text = build_text(sdist, PLAYS)
     data = text.encode("utf-8")
 
     digest = hashlib.sha256(data).hexdigest()

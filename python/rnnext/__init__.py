@@ -1,6 +1,16 @@
 """rnnext: character-level recurrent networks with a fused C++ kernel."""
 
 from rnnext import _core, reference
+from rnnext.corpus import Corpus, bundled_corpus_path, load_corpus
+from rnnext.vocab import Vocabulary, read_text
 
-__all__ = ["_core", "reference"]
+__all__ = [
+    "_core",
+    "reference",
+    "Corpus",
+    "Vocabulary",
+    "bundled_corpus_path",
+    "load_corpus",
+    "read_text",
+]
 __version__ = "0.1.0"

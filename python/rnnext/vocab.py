@@ -144,8 +144,8 @@ class Vocabulary:
             unknown = np.unique(codes[~known]).astype("<u4")
             chars = sorted(unknown.tobytes().decode(_UTF32, _PASS))
             raise ValueError(
-                f"text has {len(chars)} distinct characters not in the "
-                f"vocabulary of {len(self)}: {_listing(chars)}"
+                f"text has characters not in the vocabulary of {len(self)} "
+                f"({len(chars)} distinct): {_listing(chars)}"
             )
         return self._sorted_ids[pos]
 
