@@ -56,10 +56,11 @@ class Corpus:
     copies only its own rows*steps characters. The ids are not range-checked
     here; the model checks them against its vocabulary size.
 
-    The last ``val_fraction`` of the ids is held out as a contiguous
-    validation tail, laid out like the training part. A tail too short for
-    ``rows`` rows uses fewer: ``validation_rows = min(rows, (n_val - 1) //
-    steps)``, so that every validation row holds at least one feed.
+    The last ``n_val = int(len(ids) * val_fraction)`` ids are held out as a
+    contiguous validation tail, laid out like the training part. A tail too
+    short for ``rows`` rows uses fewer: ``validation_rows = min(rows,
+    (n_val - 1) // steps)``, so that every validation row holds at least one
+    feed. ``val_fraction`` may be changed later; the layout follows it.
     """
 
     def __init__(
