@@ -2,10 +2,15 @@
 
 from rnnext import _core, reference
 from rnnext.corpus import Corpus, bundled_corpus_path, load_corpus
+from rnnext.model import Adagrad, CharRNN, get_num_threads, set_num_threads
 from rnnext.vocab import Vocabulary, read_text
 
 __all__ = [
     "_core",
+    "Adagrad",
+    "CharRNN",
+    "get_num_threads",
+    "set_num_threads",
     "reference",
     "Corpus",
     "Vocabulary",

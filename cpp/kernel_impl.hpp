@@ -1,0 +1,516 @@
+// The fused char-RNN kernel, written once and compiled once per instruction
+// set (kernel_avx512.cpp, kernel_avx2.cpp, kernel_baseline.cpp), each inside
+// its own namespace so that no inline code is shared between them.
+//
+// Legend: B rows, T steps, H hidden, V vocabulary, N = T*B tokens. Hp and Vp
+// are H and V rounded up to whole vectors; every buffer row is padded so that
+// the inner loops run over whole vectors with no tail. Token n = t*B + b.
+//
+// One call: (1) blocks of rows run forward through all T steps, computing the
+// softmax cross-entropy gradient as they go, then backward through time;
+// (2) the weight gradients are reduced over all tokens as matrix products,
+// one output tile per task; (3) clipping and the Adagrad update. Blocks and
+// tiles do not depend on the thread count, and each output is summed in a
+// fixed order, so results are bit-identical whatever the number of threads.
+//
+// Needs RNNEXT_ISA (namespace), RNNEXT_VBYTES (vector bytes), RNNEXT_MR and
+// RNNEXT_NR (register tile: rows x vectors), RNNEXT_ROWS (rows per block).
+
+#include <omp.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernel.hpp"
+
+namespace rnnext {
+
+void* allocate(std::size_t bytes);
+void release(void* p);
+
+namespace RNNEXT_ISA {
+namespace {
+
+constexpr int MR = RNNEXT_MR;
+constexpr int NR = RNNEXT_NR;
+constexpr long ROWS = RNNEXT_ROWS;
+
+template <class T>
+struct simd;
+template <>
+struct simd<float> {
+  typedef float v __attribute__((vector_size(RNNEXT_VBYTES), aligned(4), may_alias));
+  typedef int32_t i __attribute__((vector_size(RNNEXT_VBYTES), may_alias));
+  static constexpr int L = RNNEXT_VBYTES / 4;
+  static constexpr int mantissa = 23, bias = 127, degree = 7;
+  static constexpr float lowest = -87.0f;  // exp below this flushes to 0
+  static constexpr float round = 12582912.0f;  // 1.5 * 2^23
+};
+template <>
+struct simd<double> {
+  typedef double v __attribute__((vector_size(RNNEXT_VBYTES), aligned(8), may_alias));
+  typedef int64_t i __attribute__((vector_size(RNNEXT_VBYTES), may_alias));
+  static constexpr int L = RNNEXT_VBYTES / 8;
+  static constexpr int mantissa = 52, bias = 1023, degree = 12;
+  static constexpr double lowest = -708.0;
+  static constexpr double round = 6755399441055744.0;  // 1.5 * 2^52
+};
+
+template <class T>
+using vec = typename simd<T>::v;
+
+template <class T>
+inline vec<T> load(const T* p) {
+  return *reinterpret_cast<const vec<T>*>(p);
+}
+template <class T>
+inline void store(T* p, vec<T> x) {
+  *reinterpret_cast<vec<T>*>(p) = x;
+}
+template <class T>
+inline vec<T> splat(T a) {
+  return vec<T>{} + a;
+}
+template <class T>
+inline T hsum(vec<T> x) {
+  T s = x[0];
+  for (int i = 1; i < simd<T>::L; ++i) s += x[i];
+  return s;
+}
+template <class T>
+inline T hmax(vec<T> x) {
+  T s = x[0];
+  for (int i = 1; i < simd<T>::L; ++i) s = x[i] > s ? x[i] : s;
+  return s;
+}
+inline long min(long a, long b) { return a < b ? a : b; }
+inline long round_up(long n, long m) { return (n + m - 1) / m * m; }
+
+inline float sqrt_(float x) { return __builtin_sqrtf(x); }
+inline double sqrt_(double x) { return __builtin_sqrt(x); }
+
+// 1/1!, 1/2!, ..., 1/degree!
+template <class T>
+struct Taylor {
+  T c[simd<T>::degree];
+  constexpr Taylor() : c() {
+    T f = 1;
+    for (int k = 0; k < simd<T>::degree; ++k) c[k] = T(1) / f, f *= T(k + 2);
+  }
+};
+
+// e = exp(x) and em1 = exp(x) - 1 for x <= 0, accurate to a few ulp:
+// x = n ln2 + r with |r| <= ln2 / 2, e^r = 1 + r q(r) by Taylor series,
+// 2^n built in the exponent bits (n read back from the rounding constant).
+template <class T>
+inline void exp_parts(vec<T> x, vec<T>& e, vec<T>& em1) {
+  typedef simd<T> S;
+  typedef typename S::i I;
+  static constexpr Taylor<T> taylor{};
+  const T ln2_hi = T(0.693145751953125), ln2_lo = T(1.428606820309417232e-06);
+  vec<T> xc = x < S::lowest ? splat<T>(S::lowest) : x;
+  vec<T> nr = xc * T(1.4426950408889634) + S::round;
+  vec<T> n = nr - S::round;
+  vec<T> r = (xc - n * ln2_hi) - n * ln2_lo;
+
+  vec<T> q = splat<T>(taylor.c[S::degree - 1]);
+  for (int k = S::degree - 2; k >= 0; --k) q = q * r + taylor.c[k];
+  vec<T> s = r * q;
+
+  const vec<T> round = splat<T>(S::round);
+  I bits = (reinterpret_cast<const I&>(nr) - reinterpret_cast<const I&>(round) +
+            S::bias)
+           << S::mantissa;
+  e = (T(1) + s) * reinterpret_cast<vec<T>&>(bits);
+  e = x < S::lowest ? vec<T>{} : e;
+  em1 = n == T(0) ? s : e - T(1);
+}
+
+template <class T>
+inline vec<T> vexp(vec<T> x) {
+  vec<T> e, em1;
+  exp_parts<T>(x, e, em1);
+  return e;
+}
+
+// tanh(x) = -expm1(-2|x|) / (2 + expm1(-2|x|)), with the sign of x.
+template <class T>
+inline vec<T> vtanh(vec<T> x) {
+  vec<T> a = x < T(0) ? -x : x;
+  vec<T> e, em1;
+  exp_parts<T>(T(-2) * a, e, em1);
+  vec<T> y = -em1 / (T(2) + em1);
+  return x < T(0) ? -y : y;
+}
+
+// C (+)= A B for one register tile of M rows and Q vectors:
+// C[m][j] = sum_k A(m, k) B[k][j] with A(m, k) = A[m*sam + k*sak].
+template <class T, int M, int Q, bool ACC>
+inline void tile(T* C, long ldc, const T* A, long sam, long sak, const T* Bm,
+                 long ldb, long K) {
+  constexpr int L = simd<T>::L;
+  vec<T> c[M][Q];
+#pragma GCC unroll 8
+  for (int m = 0; m < M; ++m)
+#pragma GCC unroll 4
+    for (int q = 0; q < Q; ++q)
+      c[m][q] = ACC ? load(C + m * ldc + q * L) : vec<T>{};
+
+  for (long k = 0; k < K; ++k) {
+    const T* b = Bm + k * ldb;
+    const T* a = A + k * sak;
+    vec<T> bv[Q];
+#pragma GCC unroll 4
+    for (int q = 0; q < Q; ++q) bv[q] = load(b + q * L);
+#pragma GCC unroll 8
+    for (int m = 0; m < M; ++m) {
+      T am = a[m * sam];
+#pragma GCC unroll 4
+      for (int q = 0; q < Q; ++q) c[m][q] += am * bv[q];
+    }
+  }
+
+#pragma GCC unroll 8
+  for (int m = 0; m < M; ++m)
+#pragma GCC unroll 4
+    for (int q = 0; q < Q; ++q) store(C + m * ldc + q * L, c[m][q]);
+}
+
+// Picks the tile instantiation for an edge tile of m <= M rows, q <= Q vectors.
+template <class T, bool ACC, int M = MR, int Q = NR>
+inline void edge_tile(int m, int q, T* C, long ldc, const T* A, long sam,
+                      long sak, const T* Bm, long ldb, long K) {
+  if constexpr (M > 1)
+    if (m < M)
+      return edge_tile<T, ACC, M - 1, Q>(m, q, C, ldc, A, sam, sak, Bm, ldb, K);
+  if constexpr (Q > 1)
+    if (q < Q)
+      return edge_tile<T, ACC, M, Q - 1>(m, q, C, ldc, A, sam, sak, Bm, ldb, K);
+  tile<T, M, Q, ACC>(C, ldc, A, sam, sak, Bm, ldb, K);
+}
+
+// C (M x N, N a whole number of vectors) (+)= A (M x K) B (K x N).
+template <class T, bool ACC>
+inline void gemm(T* C, long ldc, const T* A, long sam, long sak, const T* Bm,
+                 long ldb, long M, long N, long K) {
+  constexpr int L = simd<T>::L;
+  for (long j = 0; j < N; j += NR * L) {
+    int q = int(min(NR, (N - j) / L));
+    for (long i = 0; i < M; i += MR)
+      edge_tile<T, ACC>(int(min(MR, M - i)), q, C + i * ldc + j, ldc,
+                        A + i * sam, sam, sak, Bm + j, ldb, K);
+  }
+}
+
+// One output tile of C (+)= A B, numbered row-major over the tile grid.
+template <class T, bool ACC>
+inline void gemm_tile(long index, T* C, long ldc, const T* A, long sam,
+                      long sak, const T* Bm, long ldb, long M, long N, long K) {
+  constexpr int L = simd<T>::L;
+  long cols = (N / L + NR - 1) / NR;
+  long i = index / cols * MR, j = index % cols * NR * L;
+  edge_tile<T, ACC>(int(min(MR, M - i)), int(min(NR, (N - j) / L)),
+                    C + i * ldc + j, ldc, A + i * sam, sam, sak, Bm + j, ldb,
+                    K);
+}
+
+template <class T>
+inline long tiles(long M, long N) {
+  return (M + MR - 1) / MR * ((N / simd<T>::L + NR - 1) / NR);
+}
+
+// Softmax cross-entropy of one row of logits (Vp wide, padding at -inf):
+// returns -log p[y]; with `grad`, overwrites the row with (p - onehot(y)) * w.
+template <class T>
+inline double softmax_xent(T* z, long Vp, int32_t y, bool grad, T w) {
+  constexpr int L = simd<T>::L;
+  vec<T> mv = load(z);
+  for (long v = L; v < Vp; v += L) {
+    vec<T> x = load(z + v);
+    mv = x > mv ? x : mv;
+  }
+  T m = hmax<T>(mv);
+  T zy = z[y];
+
+  vec<T> sv{};
+  for (long v = 0; v < Vp; v += L) {
+    vec<T> e = vexp<T>(load(z + v) - m);
+    sv += e;
+    if (grad) store(z + v, e);
+  }
+  T s = hsum<T>(sv);
+
+  if (grad) {
+    T f = w / s;
+    for (long v = 0; v < Vp; v += L) store(z + v, load(z + v) * f);
+    z[y] -= w;
+  }
+  return __builtin_log(double(s)) + double(m) - double(zy);
+}
+
+// Parameters padded to whole vectors, plus transposed copies for backward.
+template <class T>
+struct Padded {
+  T *Wi, *Wh, *bh, *Ws, *bs;  // (V, Hp) (H, Hp) (Hp) (H, Vp) (Vp)
+  T *WhT, *WsT;               // (H, Hp) (V, Hp)
+};
+
+template <class T>
+struct Work {
+  T* Hs;  // (T + 1, B, Hp) states, Hs[0] = h0
+  T* DL;  // (T, B, Vp) logits, then their gradient (gradient modes)
+  T* DZ;  // (T, B, Hp) gradient through the output, then through tanh
+  T* dh;  // (B, Hp) gradient flowing back in time, finally dL/dh0
+  T* G[5];  // padded parameter gradients, shaped as Padded's first five
+  T* scratch;  // (blocks, ROWS, Vp) logits when evaluating
+};
+
+// Forward through T steps for rows b0 .. b0+m, then (with gradients)
+// backward through time. Returns the summed loss of the block's tokens.
+template <class T>
+double block(const Job<T>& J, const Padded<T>& P, const Work<T>& W, long blk) {
+  constexpr int L = simd<T>::L;
+  const long B = J.B, H = J.H, V = J.V;
+  const long Hp = round_up(H, L), Vp = round_up(V, L);
+  const long b0 = blk * ROWS, m = min(ROWS, B - b0);
+  const bool grad = J.mode != Mode::evaluate;
+  const T w = T(1.0 / double(B * J.T));
+  double loss = 0;
+
+  for (long t = 0; t < J.T; ++t) {
+    const T* hp = W.Hs + (t * B + b0) * Hp;
+    T* h = W.Hs + ((t + 1) * B + b0) * Hp;
+
+    // h_t = tanh(W_input[x_t] + h_{t-1} @ W_hidden + b_hidden)
+    for (long r = 0; r < m; ++r) {
+      const T* wi = P.Wi + long(J.X[(b0 + r) * J.T + t]) * Hp;
+      for (long j = 0; j < Hp; j += L)
+        store(h + r * Hp + j, load(wi + j) + load(P.bh + j));
+    }
+    gemm<T, true>(h, Hp, hp, Hp, 1, P.Wh, Hp, m, Hp, H);
+    for (long i = 0; i < m * Hp; i += L) store(h + i, vtanh<T>(load(h + i)));
+
+    // logits_t = h_t @ W_softmax + b_softmax, then the loss and its gradient
+    T* z = grad ? W.DL + (t * B + b0) * Vp : W.scratch + blk * ROWS * Vp;
+    for (long r = 0; r < m; ++r)
+      for (long v = 0; v < Vp; v += L) store(z + r * Vp + v, load(P.bs + v));
+    gemm<T, true>(z, Vp, h, Hp, 1, P.Ws, Vp, m, Vp, H);
+    for (long r = 0; r < m; ++r)
+      loss += softmax_xent(z + r * Vp, Vp, J.Y[(b0 + r) * J.T + t], grad, w);
+
+    // dh_t from the output: dL/dlogits_t @ W_softmax^T
+    if (grad)
+      gemm<T, false>(W.DZ + (t * B + b0) * Hp, Hp, z, Vp, 1, P.WsT, Hp, m, Hp,
+                     V);
+  }
+  if (!grad) return loss;
+
+  T* dh = W.dh + b0 * Hp;
+  for (long i = 0; i < m * Hp; i += L) store(dh + i, vec<T>{});
+  for (long t = J.T - 1; t >= 0; --t) {
+    const T* h = W.Hs + ((t + 1) * B + b0) * Hp;
+    T* dz = W.DZ + (t * B + b0) * Hp;
+
+    // through h_t = tanh(z_t): dz_t = (dh_out + dh_next) * (1 - h_t^2)
+    for (long i = 0; i < m * Hp; i += L) {
+      vec<T> hv = load(h + i);
+      store(dz + i, (load(dz + i) + load(dh + i)) * (T(1) - hv * hv));
+    }
+
+    // through z_t = ... + h_{t-1} @ W_hidden: dh_{t-1} = dz_t @ W_hidden^T
+    gemm<T, false>(dh, Hp, dz, Hp, 1, P.WhT, Hp, m, Hp, H);
+  }
+  return loss;
+}
+
+// Weight gradients summed over all N tokens; task k of `gradient_tasks`.
+template <class T>
+void gradient_task(const Job<T>& J, const Work<T>& W, long k) {
+  constexpr int L = simd<T>::L;
+  const long H = J.H, V = J.V, N = J.T * J.B;
+  const long Hp = round_up(H, L), Vp = round_up(V, L);
+  const long ks = tiles<T>(H, Vp), kh = tiles<T>(H, Hp);
+
+  // dW_softmax = sum_n h_n^T dlogits_n
+  if (k < ks)
+    return gemm_tile<T, false>(k, W.G[3], Vp, W.Hs + J.B * Hp, 1, Hp, W.DL, Vp,
+                               H, Vp, N);
+  // dW_hidden = sum_n h_{n-1}^T dz_n
+  if ((k -= ks) < kh)
+    return gemm_tile<T, false>(k, W.G[1], Hp, W.Hs, 1, Hp, W.DZ, Hp, H, Hp, N);
+  k -= kh;
+
+  // db_softmax, db_hidden: column sums
+  if (k == 0 || k == 1) {
+    const T* D = k == 0 ? W.DL : W.DZ;
+    const long n = k == 0 ? Vp : Hp;
+    T* g = W.G[k == 0 ? 4 : 2];
+    for (long j = 0; j < n; j += L) {
+      vec<T> s{};
+      for (long i = 0; i < N; ++i) s += load(D + i * n + j);
+      store(g + j, s);
+    }
+    return;
+  }
+
+  // dW_input[x_n] += dz_n, in token order
+  T* g = W.G[0];
+  for (long i = 0; i < V * Hp; i += L) store(g + i, vec<T>{});
+  for (long t = 0; t < J.T; ++t)
+    for (long b = 0; b < J.B; ++b) {
+      T* gx = g + long(J.X[b * J.T + t]) * Hp;
+      const T* dz = W.DZ + (t * J.B + b) * Hp;
+      for (long j = 0; j < Hp; j += L) store(gx + j, load(gx + j) + load(dz + j));
+    }
+}
+
+template <class T>
+long gradient_tasks(const Job<T>& J) {
+  constexpr int L = simd<T>::L;
+  return tiles<T>(J.H, round_up(J.V, L)) + tiles<T>(J.H, round_up(J.H, L)) + 3;
+}
+
+// Shapes of the five parameters as (rows, cols), and their padded widths.
+template <class T>
+void shapes(const Job<T>& J, long rows[5], long cols[5], long ld[5]) {
+  constexpr int L = simd<T>::L;
+  const long H = J.H, V = J.V, Hp = round_up(H, L), Vp = round_up(V, L);
+  const long r[5] = {V, H, 1, H, 1}, c[5] = {H, H, H, V, V};
+  const long l[5] = {Hp, Hp, Hp, Vp, Vp};
+  for (int p = 0; p < 5; ++p) rows[p] = r[p], cols[p] = c[p], ld[p] = l[p];
+}
+
+template <class T>
+Outcome fused(const Job<T>& J) {
+  constexpr int L = simd<T>::L;
+  const long B = J.B, H = J.H, V = J.V, N = J.T * B;
+  const long Hp = round_up(H, L), Vp = round_up(V, L);
+  const long blocks = (B + ROWS - 1) / ROWS;
+  const bool grad = J.mode != Mode::evaluate;
+  long rows[5], cols[5], ld[5];
+  shapes(J, rows, cols, ld);
+
+  // one allocation: padded parameters, activations, gradients, losses
+  const long padded = V * Hp + H * Hp + Hp + H * Vp + Vp;
+  const long acts = (J.T + 1) * B * Hp + (grad ? N * (Vp + Hp) + B * Hp : 0) +
+                    (grad ? 0 : blocks * ROWS * Vp);
+  const long total = padded * (grad ? 2 : 1) + H * Hp + V * Hp + acts;
+  T* mem = static_cast<T*>(allocate(std::size_t(total) * sizeof(T)));
+  double* block_loss = static_cast<double*>(allocate(sizeof(double) * blocks));
+  const long row_tasks = 2 * H + V + 2;
+  double* row_sq = static_cast<double*>(allocate(sizeof(double) * row_tasks));
+
+  T* p = mem;
+  auto take = [&p](long n) { T* q = p; p += n; return q; };
+  Padded<T> P;
+  T** pp[5] = {&P.Wi, &P.Wh, &P.bh, &P.Ws, &P.bs};
+  for (int k = 0; k < 5; ++k) *pp[k] = take(rows[k] * ld[k]);
+  P.WhT = grad ? take(H * Hp) : nullptr;
+  P.WsT = grad ? take(V * Hp) : nullptr;
+  Work<T> W{};
+  W.Hs = take((J.T + 1) * B * Hp);
+  if (grad) {
+    W.DL = take(N * Vp);
+    W.DZ = take(N * Hp);
+    W.dh = take(B * Hp);
+    for (int k = 0; k < 5; ++k) W.G[k] = take(rows[k] * ld[k]);
+  } else {
+    W.scratch = take(blocks * ROWS * Vp);
+  }
+
+  // pad parameters with zeros (b_softmax with -inf, so padded logits vanish)
+  for (int k = 0; k < 5; ++k)
+    for (long i = 0; i < rows[k]; ++i)
+      for (long j = 0; j < ld[k]; ++j)
+        (*pp[k])[i * ld[k] + j] =
+            j < cols[k] ? J.param[k][i * cols[k] + j]
+                        : (k == 4 ? -__builtin_inf() : T(0));
+  if (grad) {
+    for (long j = 0; j < H; ++j)
+      for (long i = 0; i < Hp; ++i)
+        P.WhT[j * Hp + i] = i < H ? J.param[1][i * H + j] : T(0);
+    for (long v = 0; v < V; ++v)
+      for (long i = 0; i < Hp; ++i)
+        P.WsT[v * Hp + i] = i < H ? J.param[3][i * V + v] : T(0);
+  }
+  for (long b = 0; b < B; ++b)
+    for (long j = 0; j < Hp; ++j) W.Hs[b * Hp + j] = j < H ? J.h0[b * H + j] : T(0);
+
+  const int threads = int(min(J.threads, blocks));
+#pragma omp parallel num_threads(threads)
+  {
+#pragma omp for schedule(static)
+    for (long b = 0; b < blocks; ++b) block_loss[b] = block(J, P, W, b);
+    if (grad) {
+#pragma omp for schedule(dynamic)
+      for (long k = 0; k < gradient_tasks(J); ++k) gradient_task(J, W, k);
+    }
+  }
+
+  Outcome out{0.0, 0.0, false};
+  for (long b = 0; b < blocks; ++b) out.loss += block_loss[b];
+  out.loss /= double(N);
+  for (long b = 0; b < B; ++b)
+    for (long j = 0; j < H; ++j) J.hT[b * H + j] = W.Hs[(J.T * B + b) * Hp + j];
+
+  if (grad) {
+    // squared norm, one term per parameter row, summed in a fixed order
+    for (long r = 0, k = 0; k < 5; ++k)
+      for (long i = 0; i < rows[k]; ++i, ++r) {
+        const T* g = W.G[k] + i * ld[k];
+        double s = 0;
+        for (long j = 0; j < cols[k]; ++j) s += double(g[j]) * double(g[j]);
+        row_sq[r] = s;
+      }
+    double sq = 0;
+    for (long r = 0; r < row_tasks; ++r) sq += row_sq[r];
+    out.grad_norm = __builtin_sqrt(sq);
+  }
+
+  if (J.mode == Mode::gradients) {
+    for (int k = 0; k < 5; ++k)
+      for (long i = 0; i < rows[k]; ++i)
+        for (long j = 0; j < cols[k]; ++j)
+          J.grad[k][i * cols[k] + j] = W.G[k][i * ld[k] + j];
+    for (long b = 0; b < B; ++b)
+      for (long j = 0; j < H; ++j) J.grad_h0[b * H + j] = W.dh[b * Hp + j];
+  }
+
+  if (J.mode == Mode::adagrad && __builtin_isfinite(out.loss) &&
+      __builtin_isfinite(out.grad_norm)) {
+    const T lr = T(J.lr), eps = T(J.eps), c = T(J.clip);
+    const T scale = J.clip_norm > 0 && out.grad_norm > J.clip_norm
+                        ? T(J.clip_norm / out.grad_norm)
+                        : T(1);
+    // accum += g*g; w -= lr * g / (sqrt(accum) + eps)
+    for (int k = 0; k < 5; ++k) {
+      T* __restrict w = J.param[k];
+      T* __restrict a = J.accum[k];
+      for (long i = 0; i < rows[k]; ++i) {
+        const T* __restrict g = W.G[k] + i * ld[k];
+        const long o = i * cols[k];
+        for (long j = 0; j < cols[k]; ++j) {
+          T gj = g[j] * scale;
+          if (J.clip > 0) gj = gj < -c ? -c : (gj > c ? c : gj);
+          T aj = a[o + j] + gj * gj;
+          a[o + j] = aj;
+          w[o + j] -= lr * gj / (sqrt_(aj) + eps);
+        }
+      }
+    }
+    out.updated = true;
+  }
+
+  release(row_sq);
+  release(block_loss);
+  release(mem);
+  return out;
+}
+
+}  // namespace
+
+Outcome run_f32(const Job<float>& job) { return fused(job); }
+Outcome run_f64(const Job<double>& job) { return fused(job); }
+
+}  // namespace RNNEXT_ISA
+}  // namespace rnnext

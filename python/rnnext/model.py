@@ -1,0 +1,247 @@
+"""The char-RNN model and its Adagrad optimizer, both thin over the C++ kernel.
+
+Legend: B rows, T steps, H hidden, V vocabulary.
+
+    h_t      = tanh(W_input[x_t] + h_{t-1} @ W_hidden + b_hidden)
+    logits_t = h_t @ W_softmax + b_softmax
+    loss     = mean softmax cross-entropy over the B*T tokens
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from rnnext import _core
+
+PARAM_NAMES = ("W_input", "W_hidden", "b_hidden", "W_softmax", "b_softmax")
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+FloatArray = npt.NDArray[Any]
+
+_num_threads: int | None = None
+
+
+def _default_threads() -> int:
+    env = os.environ.get("RNNEXT_NUM_THREADS")
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ValueError(
+                f"RNNEXT_NUM_THREADS must be a positive integer, got {env!r}"
+            )
+        return n
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def set_num_threads(n: int | None) -> None:
+    """Set the threads every kernel call uses; None restores the default.
+
+    The default is the environment variable RNNEXT_NUM_THREADS if set, else
+    every core this process may run on. Results do not depend on it.
+    """
+    global _num_threads
+    if n is not None:
+        n = check_int(n, "num_threads", minimum=1)
+    _num_threads = n
+
+
+def get_num_threads() -> int:
+    """The number of threads kernel calls use."""
+    return _num_threads if _num_threads is not None else _default_threads()
+
+
+def check_int(value: object, name: str, *, minimum: int) -> int:
+    """Return value as an int if it is an integer >= minimum, else raise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return int(value)
+
+
+def check_float(value: object, name: str, *, positive: bool) -> float:
+    """Return value as a float if finite and > 0 (or >= 0), else raise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    x = float(value)
+    if not math.isfinite(x) or x < 0 or (positive and x == 0):
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {x}")
+    return x
+
+
+class CharRNN:
+    """A one-layer tanh RNN over characters, with a softmax output.
+
+    Weights W_input, W_hidden and W_softmax are drawn from
+    U(-1/sqrt(H), 1/sqrt(H)) with numpy.random.default_rng(seed); the
+    biases start at zero. `params` maps the five names to arrays that may be
+    changed in place (or replaced by arrays of the same shape and dtype).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        hidden_size: int = 16,
+        *,
+        seed: int = 0,
+        dtype: npt.DTypeLike = np.float32,
+    ) -> None:
+        V = check_int(vocab_size, "vocab_size", minimum=1)
+        H = check_int(hidden_size, "hidden_size", minimum=1)
+        seed = check_int(seed, "seed", minimum=0)
+        try:
+            dt = np.dtype(dtype)
+        except TypeError:
+            dt = None
+        if dt not in DTYPES:
+            raise TypeError(f"dtype must be float32 or float64, got {dtype!r}")
+        self.vocab_size, self.hidden_size, self.dtype = V, H, dt
+
+        rng = np.random.default_rng(seed)
+        bound = 1.0 / math.sqrt(H)
+
+        def uniform(*shape: int) -> FloatArray:
+            return rng.uniform(-bound, bound, size=shape).astype(dt)
+
+        self.params: dict[str, FloatArray] = {
+            "W_input": uniform(V, H),
+            "W_hidden": uniform(H, H),
+            "b_hidden": np.zeros(H, dtype=dt),
+            "W_softmax": uniform(H, V),
+            "b_softmax": np.zeros(V, dtype=dt),
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"CharRNN(vocab_size={self.vocab_size}, "
+            f"hidden_size={self.hidden_size}, dtype={self.dtype.name})"
+        )
+
+    def param_tuple(self) -> tuple[FloatArray, ...]:
+        """The five parameters in kernel order, checked against the model."""
+        missing = [k for k in PARAM_NAMES if k not in self.params]
+        if missing:
+            raise KeyError(f"model.params lacks {missing}; it needs {PARAM_NAMES}")
+        arrays = tuple(self.params[k] for k in PARAM_NAMES)
+        for name, a in zip(PARAM_NAMES, arrays):
+            if not isinstance(a, np.ndarray) or a.dtype != self.dtype:
+                got = getattr(a, "dtype", type(a).__name__)
+                raise TypeError(
+                    f"model.params[{name!r}] must be a {self.dtype.name} "
+                    f"array, got {got}"
+                )
+        return arrays
+
+    def zero_state(self, rows: int) -> FloatArray:
+        """A (rows, H) state of zeros in the model's dtype."""
+        rows = check_int(rows, "rows", minimum=1)
+        return np.zeros((rows, self.hidden_size), dtype=self.dtype)
+
+    def evaluate(
+        self, X: npt.ArrayLike, Y: npt.ArrayLike, h0: npt.ArrayLike
+    ) -> tuple[float, FloatArray]:
+        """Mean cross-entropy (nats) of targets Y given inputs X: (loss, h_T)."""
+        loss, hT = _core.evaluate(
+            self.param_tuple(), *_arrays(X, Y, h0), get_num_threads()
+        )
+        return loss, hT
+
+    def loss_and_grads(
+        self, X: npt.ArrayLike, Y: npt.ArrayLike, h0: npt.ArrayLike
+    ) -> tuple[float, dict[str, FloatArray], FloatArray]:
+        """Loss, gradients (the five parameters and "h0") and h_T."""
+        loss, grads, hT = _core.loss_and_grads(
+            self.param_tuple(), *_arrays(X, Y, h0), get_num_threads()
+        )
+        return loss, dict(zip((*PARAM_NAMES, "h0"), grads)), hT
+
+
+class Adagrad:
+    """Adagrad over a CharRNN, each step one fused C++ call.
+
+    Per parameter w with gradient g, after optional clipping (elementwise to
+    [-clip, clip], or rescaled so that the global norm is at most clip_norm):
+
+        accum += g * g
+        w     -= lr * g / (sqrt(accum) + eps)
+
+    Accumulators start at initial_accumulator; with 0 this is exactly
+    torch.optim.Adagrad. A step whose loss or gradient is not finite changes
+    nothing and returns that loss.
+    """
+
+    def __init__(
+        self,
+        model: CharRNN,
+        lr: float = 0.1,
+        initial_accumulator: float = 0.1,
+        eps: float = 1e-10,
+        *,
+        clip: float | None = None,
+        clip_norm: float | None = None,
+    ) -> None:
+        if not isinstance(model, CharRNN):
+            raise TypeError(f"model must be a CharRNN, got {type(model).__name__}")
+        self.model = model
+        self.lr = check_float(lr, "lr", positive=True)
+        self.eps = check_float(eps, "eps", positive=False)
+        init = check_float(initial_accumulator, "initial_accumulator", positive=False)
+        if init == 0 and self.eps == 0:
+            raise ValueError(
+                "initial_accumulator and eps cannot both be 0: the first "
+                "update would divide by zero"
+            )
+        if clip is not None and clip_norm is not None:
+            raise ValueError("clip and clip_norm cannot both be set: choose one")
+        self.clip = None if clip is None else check_float(clip, "clip", positive=True)
+        self.clip_norm = (
+            None
+            if clip_norm is None
+            else check_float(clip_norm, "clip_norm", positive=True)
+        )
+        self.accumulators: dict[str, FloatArray] = {
+            k: np.full_like(model.params[k], init) for k in PARAM_NAMES
+        }
+        self.grad_norm = math.nan  # of the last step, before clipping
+
+    def __repr__(self) -> str:
+        return (
+            f"Adagrad(lr={self.lr}, eps={self.eps}, clip={self.clip}, "
+            f"clip_norm={self.clip_norm})"
+        )
+
+    def step(
+        self, X: npt.ArrayLike, Y: npt.ArrayLike, h0: npt.ArrayLike
+    ) -> tuple[float, FloatArray]:
+        """Forward, backward, clip and update for one feed: (loss, h_T)."""
+        lr = check_float(self.lr, "lr", positive=True)
+        accums = tuple(self.accumulators[k] for k in PARAM_NAMES)
+        loss, hT, self.grad_norm, _ = _core.adagrad_step(
+            self.model.param_tuple(),
+            accums,
+            *_arrays(X, Y, h0),
+            lr,
+            self.eps,
+            self.clip or 0.0,
+            self.clip_norm or 0.0,
+            get_num_threads(),
+        )
+        return loss, hT
+
+
+def _arrays(X: object, Y: object, h0: object) -> tuple[np.ndarray, ...]:
+    # lists and other sequences become arrays; the kernel checks the rest
+    return tuple(a if isinstance(a, np.ndarray) else np.asarray(a) for a in (X, Y, h0))
