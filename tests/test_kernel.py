@@ -1,0 +1,220 @@
+# The compiled kernel, through rnnext.CharRNN and rnnext.Adagrad, against
+# the NumPy oracle and finite differences. Input checking is left to
+# test_boundary.py.
+import math
+
+import numpy as np
+import pytest
+
+import rnnext
+from rnnext import reference as ref
+
+NAMES = ref.PARAM_NAMES
+TOL = {np.float64: 1e-10, np.float32: 1e-4}
+
+# (H, V, B, T): tiny, odd and uneven sizes, plus one near the seed config.
+SHAPES = [
+    (5, 3, 1, 1),
+    (33, 70, 13, 7),
+    (16, 65, 9, 5),
+    (1, 2, 3, 2),
+    (24, 11, 20, 4),
+]
+
+
+def max_rel_err(actual: np.ndarray, expected: np.ndarray) -> float:
+    """max |actual - expected|, relative to the largest magnitude of either."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    scale = max(np.max(np.abs(actual)), np.max(np.abs(expected)), 1e-300)
+    return float(np.max(np.abs(actual - expected)) / scale)
+
+
+def assert_close(actual, expected, tol, what):
+    err = max_rel_err(actual, expected)
+    diff = float(np.max(np.abs(np.asarray(actual, np.float64) - expected)))
+    assert err <= tol, f"{what}: max diff {diff:.3e}, rel err {err:.3e} > {tol:.0e}"
+
+
+def numerical_grad(f, w, eps=1e-5):
+    """Central differences of the scalar f() for every element of w."""
+    g = np.zeros_like(w)
+    for i in np.ndindex(w.shape):
+        old = w[i]
+        w[i] = old + eps
+        up = f()
+        w[i] = old - eps
+        down = f()
+        w[i] = old
+        g[i] = (up - down) / (2 * eps)
+    return g
+
+
+def make_problem(H, V, B, T, dtype=np.float64, seed=0):
+    """A model with nonzero biases, random X, Y, h0 and the oracle's params."""
+    model = rnnext.CharRNN(V, H, seed=seed, dtype=dtype)
+    rng = np.random.default_rng(seed + 100)
+    model.params["b_hidden"][:] = rng.uniform(-0.3, 0.3, H)
+    model.params["b_softmax"][:] = rng.uniform(-0.3, 0.3, V)
+    X, Y = random_batch(rng, V, B, T)
+    h0 = rng.uniform(-0.5, 0.5, size=(B, H)).astype(dtype)
+    oracle = {name: w.astype(np.float64) for name, w in model.params.items()}
+    return model, oracle, X, Y, h0
+
+
+def random_batch(rng, V, B, T):
+    X = rng.integers(0, V, size=(B, T), dtype=np.int32)
+    Y = rng.integers(0, V, size=(B, T), dtype=np.int32)
+    return X, Y
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_init_matches_oracle(dtype):
+    model = rnnext.CharRNN(70, 33, seed=7, dtype=dtype)
+    expected = ref.init_params(70, 33, seed=7, dtype=dtype)
+    assert list(model.params) == list(NAMES)
+    for name in NAMES:
+        w = model.params[name]
+        assert w.dtype == dtype, f"{name} is {w.dtype}"
+        assert np.array_equal(w, expected[name]), f"{name} differs from the oracle"
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("V", [2, 65, 257])
+def test_loss_at_near_zero_init_is_ln_V(V, dtype):
+    model, _, X, Y, _ = make_problem(8, V, 6, 5, dtype)
+    for w in model.params.values():
+        w *= 1e-12
+    loss, _, _ = model.loss_and_grads(X, Y, model.zero_state(6))
+    tol = 1e-10 if dtype == np.float64 else 1e-6
+    err = abs(loss - math.log(V)) / math.log(V)
+    assert err <= tol, f"loss {loss} vs ln V {math.log(V)}: rel err {err} > {tol}"
+
+
+@pytest.mark.parametrize("H, V, B, T", SHAPES)
+def test_grads_match_finite_differences(H, V, B, T):
+    model, _, X, Y, h0 = make_problem(H, V, B, T, seed=H + V + B + T)
+    _, grads, _ = model.loss_and_grads(X, Y, h0)
+    assert list(grads) == [*NAMES, "h0"]
+
+    def loss():
+        return model.evaluate(X, Y, h0)[0]
+
+    for name in (*NAMES, "h0"):
+        w = h0 if name == "h0" else model.params[name]
+        numeric = numerical_grad(loss, w)
+        assert_close(grads[name], numeric, 1e-6, f"{name} H={H} V={V} B={B} T={T}")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("H, V, B, T", SHAPES)
+def test_loss_and_grads_match_oracle(H, V, B, T, dtype):
+    model, oracle, X, Y, h0 = make_problem(H, V, B, T, dtype)
+    h0_before = h0.copy()
+    loss, grads, h_T = model.loss_and_grads(X, Y, h0)
+    loss_ref, grads_ref, h_T_ref = ref.loss_and_grads(oracle, X, Y, h0)
+
+    tol = TOL[dtype]
+    assert h_T.dtype == dtype and h_T.shape == (B, H)
+    assert np.array_equal(h0, h0_before), "loss_and_grads changed h0"
+    assert_close(loss, loss_ref, tol, "loss")
+    assert_close(h_T, h_T_ref, tol, "h_T")
+    for name in grads_ref:
+        assert grads[name].dtype == dtype, f"{name} is {grads[name].dtype}"
+        assert_close(grads[name], grads_ref[name], tol, name)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("H, V, B, T", SHAPES)
+def test_evaluate_matches_oracle(H, V, B, T, dtype):
+    model, oracle, X, Y, h0 = make_problem(H, V, B, T, dtype, seed=3)
+    loss, h_T = model.evaluate(X, Y, h0)
+    loss_ref, h_T_ref = ref.evaluate(oracle, X, Y, h0)
+    assert h_T.dtype == dtype
+    assert_close(loss, loss_ref, TOL[dtype], "loss")
+    assert_close(h_T, h_T_ref, TOL[dtype], "h_T")
+
+
+def clip_settings(mode, grads):
+    """clip / clip_norm that bind for a good share of the first grads."""
+    if mode == "none":
+        return {}
+    flat = np.concatenate([grads[name].ravel() for name in NAMES])
+    if mode == "clip":
+        return {"clip": float(np.quantile(np.abs(flat), 0.7))}
+    return {"clip_norm": 0.5 * float(np.linalg.norm(flat))}
+
+
+@pytest.mark.parametrize("mode", ["none", "clip", "clip_norm"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("H, V, B, T", [(33, 70, 13, 7), (5, 3, 1, 1), (16, 65, 9, 5)])
+def test_adagrad_steps_match_oracle(H, V, B, T, dtype, mode):
+    model, oracle, X, Y, h0 = make_problem(H, V, B, T, dtype, seed=4)
+    clip = clip_settings(mode, ref.loss_and_grads(oracle, X, Y, h0)[1])
+    opt = rnnext.Adagrad(model, lr=0.05, **clip)
+    accums = {name: np.full_like(w, 0.1) for name, w in oracle.items()}
+    rng = np.random.default_rng(5)
+    tol = TOL[dtype]
+
+    h, h_ref = h0, h0.astype(np.float64)
+    for i in range(20):
+        loss, h = opt.step(X, Y, h)
+        loss_ref, h_ref = ref.step(oracle, accums, X, Y, h_ref, lr=0.05, **clip)
+        assert_close(loss, loss_ref, tol, f"loss at step {i}")
+        X, Y = random_batch(rng, V, B, T)
+
+    assert_close(h, h_ref, tol, "h_T after 20 steps")
+    for name in NAMES:
+        assert model.params[name].dtype == dtype
+        assert_close(model.params[name], oracle[name], tol, f"{name} after 20 steps")
+        assert_close(opt.accumulators[name], accums[name], tol, f"accum {name}")
+
+
+def test_adagrad_from_zero_accumulator_matches_formula():
+    H, V, B, T = 33, 70, 2, 3  # most rows of W_input get no gradient
+    model, oracle, X, Y, h0 = make_problem(H, V, B, T)
+    opt = rnnext.Adagrad(model, lr=0.2, initial_accumulator=0.0, eps=1e-10)
+    for name in NAMES:
+        assert not np.any(opt.accumulators[name]), f"accum {name} starts nonzero"
+
+    _, grads, _ = ref.loss_and_grads(oracle, X, Y, h0)
+    opt.step(X, Y, h0)
+    for name in NAMES:
+        g = grads[name]
+        expected = oracle[name] - 0.2 * g / (np.sqrt(g * g) + 1e-10)
+        assert np.all(np.isfinite(model.params[name])), f"{name} not finite"
+        assert_close(opt.accumulators[name], g * g, 1e-10, f"accum {name}")
+        assert_close(model.params[name], expected, 1e-10, name)
+
+
+@pytest.fixture
+def restore_threads():
+    old = rnnext.get_num_threads()
+    yield
+    rnnext.set_num_threads(old)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("B", [13, 64])
+def test_thread_count_does_not_change_results(B, dtype, restore_threads):
+    results = []
+    for n in (1, 2):
+        rnnext.set_num_threads(n)
+        assert rnnext.get_num_threads() == n
+        model, _, X, Y, h0 = make_problem(33, 70, B, 7, dtype, seed=6)
+        loss, grads, h_T = model.loss_and_grads(X, Y, h0)
+        opt = rnnext.Adagrad(model, clip_norm=1.0)
+        h = h0
+        for _ in range(5):
+            _, h = opt.step(X, Y, h)
+        results.append((loss, grads, h_T, h, model.params, opt.accumulators))
+
+    (loss1, g1, hT1, h1, p1, a1), (loss2, g2, hT2, h2, p2, a2) = results
+    assert loss1 == loss2, f"loss {loss1!r} with 1 thread, {loss2!r} with 2"
+    assert np.array_equal(hT1, hT2), "h_T differs"
+    assert np.array_equal(h1, h2), "h after 5 steps differs"
+    for name in g1:
+        assert np.array_equal(g1[name], g2[name]), f"grad {name} differs"
+    for name in NAMES:
+        assert np.array_equal(p1[name], p2[name]), f"{name} differs after steps"
+        assert np.array_equal(a1[name], a2[name]), f"accum {name} differs"
