@@ -7,13 +7,26 @@
 
 namespace rnnext {
 
-void* allocate(std::size_t bytes) {
-  void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
-  if (!p) throw std::bad_alloc();
-  return p;
+// Each calling thread keeps one scratch buffer, grown as needed and reused
+// by its later calls, so that a step does not pay for fresh pages. Calls in
+// different threads never share it.
+void* scratch(std::size_t bytes) {
+  struct Buffer {
+    void* p = nullptr;
+    std::size_t size = 0;
+    ~Buffer() { std::free(p); }
+  };
+  thread_local Buffer buf;
+  if (bytes > buf.size) {
+    std::size_t size = (bytes + 4095) / 4096 * 4096;
+    if (size < buf.size * 3 / 2) size = (buf.size * 3 / 2 + 4095) / 4096 * 4096;
+    void* p = std::aligned_alloc(64, size);
+    if (!p) throw std::bad_alloc();
+    std::free(buf.p);
+    buf.p = p, buf.size = size;
+  }
+  return buf.p;
 }
-
-void release(void* p) { std::free(p); }
 
 #define RNNEXT_DECLARE(ns)                  \
   namespace ns {                            \

@@ -20,13 +20,14 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 
 #include "kernel.hpp"
 
 namespace rnnext {
 
-void* allocate(std::size_t bytes);
-void release(void* p);
+// The calling thread's scratch buffer of at least `bytes`, 64-byte aligned.
+void* scratch(std::size_t bytes);
 
 namespace RNNEXT_ISA {
 namespace {
@@ -71,17 +72,24 @@ template <class T>
 inline vec<T> splat(T a) {
   return vec<T>{} + a;
 }
-template <class T>
-inline T hsum(vec<T> x) {
-  T s = x[0];
-  for (int i = 1; i < simd<T>::L; ++i) s += x[i];
-  return s;
+// x with its lanes rotated down by `half`, for tree reductions.
+template <class T, int half, int... lane>
+inline vec<T> rotate(vec<T> x, std::integer_sequence<int, lane...>) {
+  typedef typename simd<T>::i I;
+  return __builtin_shuffle(x, I{((lane + half) % simd<T>::L)...});
 }
-template <class T>
+template <class T, int half = simd<T>::L / 2>
+inline T hsum(vec<T> x) {
+  x += rotate<T, half>(x, std::make_integer_sequence<int, simd<T>::L>{});
+  if constexpr (half > 1) return hsum<T, half / 2>(x);
+  else return x[0];
+}
+template <class T, int half = simd<T>::L / 2>
 inline T hmax(vec<T> x) {
-  T s = x[0];
-  for (int i = 1; i < simd<T>::L; ++i) s = x[i] > s ? x[i] : s;
-  return s;
+  vec<T> y = rotate<T, half>(x, std::make_integer_sequence<int, simd<T>::L>{});
+  x = y > x ? y : x;
+  if constexpr (half > 1) return hmax<T, half / 2>(x);
+  else return x[0];
 }
 inline long min(long a, long b) { return a < b ? a : b; }
 inline long round_up(long n, long m) { return (n + m - 1) / m * m; }
@@ -219,10 +227,14 @@ inline long tiles(long M, long N) {
   return (M + MR - 1) / MR * ((N / simd<T>::L + NR - 1) / NR);
 }
 
-// Softmax cross-entropy of one row of logits (Vp wide, padding at -inf):
-// returns -log p[y]; with `grad`, overwrites the row with (p - onehot(y)) * w.
+// Softmax cross-entropy of one row of logits (Vp wide, padding at -inf).
+// -log p[y] = log(s) + m - z[y] with m the max and s = sum exp(z - m): adds
+// m - z[y] to `linear` and multiplies `product` by s, so that the caller
+// takes one logarithm for many rows. With `grad`, overwrites the row with
+// (p - onehot(y)) * w.
 template <class T>
-inline double softmax_xent(T* z, long Vp, int32_t y, bool grad, T w) {
+inline void softmax_xent(T* z, long Vp, int32_t y, bool grad, T w,
+                         double& linear, double& product) {
   constexpr int L = simd<T>::L;
   vec<T> mv = load(z);
   for (long v = L; v < Vp; v += L) {
@@ -245,7 +257,8 @@ inline double softmax_xent(T* z, long Vp, int32_t y, bool grad, T w) {
     for (long v = 0; v < Vp; v += L) store(z + v, load(z + v) * f);
     z[y] -= w;
   }
-  return __builtin_log(double(s)) + double(m) - double(zy);
+  linear += double(m) - double(zy);
+  product *= double(s);
 }
 
 // Parameters padded to whole vectors, plus transposed copies for backward.
@@ -275,7 +288,9 @@ double block(const Job<T>& J, const Padded<T>& P, const Work<T>& W, long blk) {
   const long b0 = blk * ROWS, m = min(ROWS, B - b0);
   const bool grad = J.mode != Mode::evaluate;
   const T w = T(1.0 / double(B * J.T));
-  double loss = 0;
+  // the loss is sum log(s) + linear; s is in [1, V], so the product of
+  // many s stays finite if it is folded into the sum before 1e250
+  double linear = 0, logs = 0, product = 1;
 
   for (long t = 0; t < J.T; ++t) {
     const T* hp = W.Hs + (t * B + b0) * Hp;
@@ -295,14 +310,18 @@ double block(const Job<T>& J, const Padded<T>& P, const Work<T>& W, long blk) {
     for (long r = 0; r < m; ++r)
       for (long v = 0; v < Vp; v += L) store(z + r * Vp + v, load(P.bs + v));
     gemm<T, true>(z, Vp, h, Hp, 1, P.Ws, Vp, m, Vp, H);
-    for (long r = 0; r < m; ++r)
-      loss += softmax_xent(z + r * Vp, Vp, J.Y[(b0 + r) * J.T + t], grad, w);
+    for (long r = 0; r < m; ++r) {
+      softmax_xent(z + r * Vp, Vp, J.Y[(b0 + r) * J.T + t], grad, w, linear,
+                   product);
+      if (product > 1e250) logs += __builtin_log(product), product = 1;
+    }
 
     // dh_t from the output: dL/dlogits_t @ W_softmax^T
     if (grad)
       gemm<T, false>(W.DZ + (t * B + b0) * Hp, Hp, z, Vp, 1, P.WsT, Hp, m, Hp,
                      V);
   }
+  const double loss = logs + __builtin_log(product) + linear;
   if (!grad) return loss;
 
   T* dh = W.dh + b0 * Hp;
@@ -395,10 +414,13 @@ Outcome fused(const Job<T>& J) {
   const long acts = (J.T + 1) * B * Hp + (grad ? N * (Vp + Hp) + B * Hp : 0) +
                     (grad ? 0 : blocks * ROWS * Vp);
   const long total = padded * (grad ? 2 : 1) + H * Hp + V * Hp + acts;
-  T* mem = static_cast<T*>(allocate(std::size_t(total) * sizeof(T)));
-  double* block_loss = static_cast<double*>(allocate(sizeof(double) * blocks));
   const long row_tasks = 2 * H + V + 2;
-  double* row_sq = static_cast<double*>(allocate(sizeof(double) * row_tasks));
+  // doubles, one per block and per parameter row, then 64-byte aligned
+  const long losses = round_up(blocks + row_tasks, 8);
+  double* block_loss = static_cast<double*>(
+      scratch(std::size_t(losses + total) * sizeof(double)));
+  double* row_sq = block_loss + blocks;
+  T* mem = reinterpret_cast<T*>(block_loss + losses);
 
   T* p = mem;
   auto take = [&p](long n) { T* q = p; p += n; return q; };
@@ -501,9 +523,6 @@ Outcome fused(const Job<T>& J) {
     out.updated = true;
   }
 
-  release(row_sq);
-  release(block_loss);
-  release(mem);
   return out;
 }
 

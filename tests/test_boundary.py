@@ -186,7 +186,8 @@ def test_param_replaced_with_wrong_shape(kind, name, model, batch):
     f = entry(kind, model)
     shape = model.params[name].shape
     model.params[name] = np.zeros((shape[0] + 1, *shape[1:]))
-    with pytest.raises(ValueError, match=rf"{name} has shape"):
+    match = rf"model.params\['{name}'\] has shape"
+    with pytest.raises(ValueError, match=match):
         f(*batch)
 
 

@@ -106,8 +106,9 @@ class CharRNN:
             dt = np.dtype(dtype)
         except TypeError:
             dt = None
-        if dt not in DTYPES:
-            raise TypeError(f"dtype must be float32 or float64, got {dtype!r}")
+        if dt is None or dt not in DTYPES:
+            got = dt.name if dt is not None else repr(dtype)
+            raise TypeError(f"dtype must be float32 or float64, got {got}")
         self.vocab_size, self.hidden_size, self.dtype = V, H, dt
 
         rng = np.random.default_rng(seed)
@@ -136,12 +137,19 @@ class CharRNN:
         if missing:
             raise KeyError(f"model.params lacks {missing}; it needs {PARAM_NAMES}")
         arrays = tuple(self.params[k] for k in PARAM_NAMES)
-        for name, a in zip(PARAM_NAMES, arrays):
+        V, H = self.vocab_size, self.hidden_size
+        shapes = ((V, H), (H, H), (H,), (H, V), (V,))
+        for name, a, shape in zip(PARAM_NAMES, arrays, shapes):
             if not isinstance(a, np.ndarray) or a.dtype != self.dtype:
                 got = getattr(a, "dtype", type(a).__name__)
                 raise TypeError(
                     f"model.params[{name!r}] must be a {self.dtype.name} "
                     f"array, got {got}"
+                )
+            if a.shape != shape:
+                raise ValueError(
+                    f"model.params[{name!r}] has shape {a.shape}, expected "
+                    f"{shape} for vocab_size={V}, hidden_size={H}"
                 )
         return arrays
 
@@ -213,9 +221,10 @@ class Adagrad:
             else check_float(clip_norm, "clip_norm", positive=True)
         )
         self.accumulators: dict[str, FloatArray] = {
-            k: np.full_like(model.params[k], init) for k in PARAM_NAMES
+            k: np.full_like(a, init) for k, a in zip(PARAM_NAMES, model.param_tuple())
         }
         self.grad_norm = math.nan  # of the last step, before clipping
+        self.updated = False  # whether the last step changed the parameters
 
     def __repr__(self) -> str:
         return (
@@ -229,7 +238,7 @@ class Adagrad:
         """Forward, backward, clip and update for one feed: (loss, h_T)."""
         lr = check_float(self.lr, "lr", positive=True)
         accums = tuple(self.accumulators[k] for k in PARAM_NAMES)
-        loss, hT, self.grad_norm, _ = _core.adagrad_step(
+        loss, hT, self.grad_norm, self.updated = _core.adagrad_step(
             self.model.param_tuple(),
             accums,
             *_arrays(X, Y, h0),
