@@ -5,6 +5,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -88,26 +89,57 @@ py::array_t<T> write_float(const py::handle& obj, const std::string& name,
   return py::reinterpret_borrow<py::array_t<T>>(a);
 }
 
-template <class I>
-void copy_ids(const py::array& a, int32_t* out, long V, const std::string& name) {
-  const long B = long(a.shape(0)), T = long(a.shape(1));
-  const char* base = static_cast<const char*>(a.data());
-  for (long b = 0; b < B; ++b)
-    for (long t = 0; t < T; ++t) {
-      I x = *reinterpret_cast<const I*>(base + b * a.strides(0) + t * a.strides(1));
-      if (!(x >= 0 && static_cast<uint64_t>(x) < static_cast<uint64_t>(V)))
-        throw py::value_error(name + "[" + std::to_string(b) + ", " +
-                              std::to_string(t) + "] = " + std::to_string(x) +
-                              " is not a valid id: expected 0 <= id < " +
-                              std::to_string(V) + " (the vocabulary size)");
-      out[b * T + t] = int32_t(x);
-    }
-}
+// A 2-D array of character ids of any integer dtype and strides, read
+// without the GIL once it has been checked.
+struct Ids {
+  const char* data;
+  py::ssize_t stride[2];
+  long rows, cols;
+  char kind;
+  py::ssize_t size;
 
-// Character ids: any integer dtype and strides, every value in [0, V).
-std::vector<int32_t> read_ids(const py::handle& obj, const std::string& name,
-                              long V) {
-  py::array a = as_array(obj, name);
+  template <class I>
+  I at(long r, long c) const {
+    return *reinterpret_cast<const I*>(data + r * stride[0] + c * stride[1]);
+  }
+
+  // out (rows, n) = the columns c0 .. c0+n as int32 (out may be null to
+  // only check); bad = the first (row, col) with an id outside [0, V).
+  template <class I>
+  void copy(long c0, long n, long V, int32_t* out, long* bad) const {
+    for (long r = 0; r < rows; ++r)
+      for (long c = 0; c < n; ++c) {
+        I x = at<I>(r, c0 + c);
+        if (!(x >= 0 && static_cast<uint64_t>(x) < static_cast<uint64_t>(V))) {
+          if (bad[0] < 0) bad[0] = r, bad[1] = c0 + c;
+          x = 0;
+        }
+        if (out) out[r * n + c] = int32_t(x);
+      }
+  }
+
+  void copy(long c0, long n, long V, int32_t* out, long* bad) const {
+    const bool s = kind == 'i';
+    switch (size) {
+      case 1: return s ? copy<int8_t>(c0, n, V, out, bad) : copy<uint8_t>(c0, n, V, out, bad);
+      case 2: return s ? copy<int16_t>(c0, n, V, out, bad) : copy<uint16_t>(c0, n, V, out, bad);
+      case 4: return s ? copy<int32_t>(c0, n, V, out, bad) : copy<uint32_t>(c0, n, V, out, bad);
+      default: return s ? copy<int64_t>(c0, n, V, out, bad) : copy<uint64_t>(c0, n, V, out, bad);
+    }
+  }
+
+  std::string value(long r, long c) const {
+    const bool s = kind == 'i';
+    switch (size) {
+      case 1: return s ? std::to_string(at<int8_t>(r, c)) : std::to_string(at<uint8_t>(r, c));
+      case 2: return s ? std::to_string(at<int16_t>(r, c)) : std::to_string(at<uint16_t>(r, c));
+      case 4: return s ? std::to_string(at<int32_t>(r, c)) : std::to_string(at<uint32_t>(r, c));
+      default: return s ? std::to_string(at<int64_t>(r, c)) : std::to_string(at<uint64_t>(r, c));
+    }
+  }
+};
+
+Ids ids_view(const py::array& a, const std::string& name) {
   const char kind = a.dtype().kind();
   if (kind != 'i' && kind != 'u')
     throw py::type_error(name + " must be an integer array of character ids, "
@@ -118,20 +150,30 @@ std::vector<int32_t> read_ids(const py::handle& obj, const std::string& name,
   if (a.shape(0) < 1 || a.shape(1) < 1)
     throw py::value_error(name + " has shape " + shape_str(a) +
                           ": expected at least one row and one step");
-  std::vector<int32_t> ids(std::size_t(a.shape(0) * a.shape(1)));
-  const auto size = a.dtype().itemsize();
-  if (kind == 'i') {
-    if (size == 1) copy_ids<int8_t>(a, ids.data(), V, name);
-    else if (size == 2) copy_ids<int16_t>(a, ids.data(), V, name);
-    else if (size == 4) copy_ids<int32_t>(a, ids.data(), V, name);
-    else copy_ids<int64_t>(a, ids.data(), V, name);
-  } else {
-    if (size == 1) copy_ids<uint8_t>(a, ids.data(), V, name);
-    else if (size == 2) copy_ids<uint16_t>(a, ids.data(), V, name);
-    else if (size == 4) copy_ids<uint32_t>(a, ids.data(), V, name);
-    else copy_ids<uint64_t>(a, ids.data(), V, name);
-  }
-  return ids;
+  return Ids{static_cast<const char*>(a.data()), {a.strides(0), a.strides(1)},
+             long(a.shape(0)), long(a.shape(1)), kind, a.dtype().itemsize()};
+}
+
+// Checks the columns c0 .. c0+n of ids (and copies them, if out is given).
+void read_range(const Ids& ids, long c0, long n, long V, int32_t* out,
+                const std::string& name) {
+  long bad[2] = {-1, -1};
+  ids.copy(c0, n, V, out, bad);
+  if (bad[0] >= 0)
+    throw py::value_error(name + "[" + std::to_string(bad[0]) + ", " +
+                          std::to_string(bad[1]) + "] = " +
+                          ids.value(bad[0], bad[1]) +
+                          " is not a valid id: expected 0 <= id < " +
+                          std::to_string(V) + " (the vocabulary size)");
+}
+
+// Character ids (rows, steps), every value in [0, V), as int32.
+std::vector<int32_t> read_ids(const py::handle& obj, const std::string& name,
+                              long V) {
+  Ids ids = ids_view(as_array(obj, name), name);
+  std::vector<int32_t> out(std::size_t(ids.rows * ids.cols));
+  read_range(ids, 0, ids.cols, V, out.data(), name);
+  return out;
 }
 
 double read_option(double x, const char* name, bool positive) {
@@ -151,10 +193,10 @@ struct Call {
   rnnext::Job<T> job{};
 };
 
+// Parameters (and accumulators, when updating) into c.job; sets V and H.
 template <class T>
-void prepare(Call<T>& c, const py::tuple& params, const py::handle& X,
-             const py::handle& Y, const py::handle& h0, int threads,
-             bool in_place) {
+void prepare_params(Call<T>& c, const py::tuple& params,
+                    const py::tuple* accums, int threads) {
   if (params.size() != 5)
     throw py::value_error("expected 5 parameter arrays, got " +
                           std::to_string(params.size()));
@@ -165,38 +207,73 @@ void prepare(Call<T>& c, const py::tuple& params, const py::handle& X,
   const long V = long(wi.shape(0)), H = long(wi.shape(1));
   const std::vector<long> shapes[5] = {{V, H}, {H, H}, {H}, {H, V}, {V}};
   for (int k = 0; k < 5; ++k) {
-    c.keep.push_back(in_place ? write_float<T>(params[k], param_names[k], shapes[k])
-                              : read_float<T>(params[k], param_names[k], shapes[k]));
+    c.keep.push_back(accums ? write_float<T>(params[k], param_names[k], shapes[k])
+                            : read_float<T>(params[k], param_names[k], shapes[k]));
     c.job.param[k] = c.keep.back().mutable_data();
+  }
+  if (accums) {
+    if (accums->size() != 5)
+      throw py::value_error("expected 5 accumulator arrays, got " +
+                            std::to_string(accums->size()));
+    for (int k = 0; k < 5; ++k) {
+      c.keep.push_back(write_float<T>((*accums)[k],
+                                      std::string("accumulator of ") +
+                                          param_names[k],
+                                      shapes[k]));
+      c.job.accum[k] = c.keep.back().mutable_data();
+    }
   }
   if (threads < 1)
     throw py::value_error("num_threads must be at least 1, got " +
                           std::to_string(threads));
+  c.job.V = V, c.job.H = H, c.job.threads = threads;
+}
 
-  c.X = read_ids(X, "X", V);
-  c.Y = read_ids(Y, "Y", V);
+// The initial state (B, H) and the final state's array.
+template <class T>
+void prepare_state(Call<T>& c, long B, long T_, const py::handle& h0) {
+  c.h0 = read_float<T>(h0, "h0", {B, c.job.H});
+  c.hT = py::array_t<T>({B, c.job.H});
+  c.job.h0 = c.h0.data();
+  c.job.hT = c.hT.mutable_data();
+  c.job.B = B, c.job.T = T_;
+}
+
+template <class T>
+void prepare(Call<T>& c, const py::tuple& params, const py::tuple* accums,
+             const py::handle& X, const py::handle& Y, const py::handle& h0,
+             int threads) {
+  prepare_params(c, params, accums, threads);
+  c.X = read_ids(X, "X", c.job.V);
+  c.Y = read_ids(Y, "Y", c.job.V);
   py::array x = as_array(X, "X"), y = as_array(Y, "Y");
   if (x.shape(0) != y.shape(0) || x.shape(1) != y.shape(1))
     throw py::value_error("X and Y must have the same shape, got " +
                           shape_str(x) + " and " + shape_str(y));
-  const long B = long(x.shape(0)), T_ = long(x.shape(1));
-  c.h0 = read_float<T>(h0, "h0", {B, H});
-  c.hT = py::array_t<T>({B, H});
+  prepare_state(c, long(x.shape(0)), long(x.shape(1)), h0);
+  c.job.X = c.X.data();
+  c.job.Y = c.Y.data();
+}
 
+// Adagrad options into c.job.
+template <class T>
+void prepare_adagrad(Call<T>& c, double lr, double eps, double clip,
+                     double clip_norm) {
   rnnext::Job<T>& j = c.job;
-  j.X = c.X.data();
-  j.Y = c.Y.data();
-  j.h0 = c.h0.data();
-  j.hT = c.hT.mutable_data();
-  j.B = B, j.T = T_, j.H = H, j.V = V;
-  j.threads = threads;
+  j.mode = rnnext::Mode::adagrad;
+  j.lr = read_option(lr, "lr", true);
+  j.eps = read_option(eps, "eps", false);
+  j.clip = read_option(clip, "clip", false);
+  j.clip_norm = read_option(clip_norm, "clip_norm", false);
+  if (j.clip > 0 && j.clip_norm > 0)
+    throw py::value_error("clip and clip_norm cannot both be set: choose one");
 }
 
 template <class T>
 py::tuple evaluate(const py::tuple& params, const py::handle& X,
                    const py::handle& Y, const py::handle& h0, int threads) {
   Call<T> c;
-  prepare(c, params, X, Y, h0, threads, false);
+  prepare(c, params, nullptr, X, Y, h0, threads);
   c.job.mode = rnnext::Mode::evaluate;
   rnnext::Outcome out;
   {
@@ -211,7 +288,7 @@ py::tuple loss_and_grads(const py::tuple& params, const py::handle& X,
                          const py::handle& Y, const py::handle& h0,
                          int threads) {
   Call<T> c;
-  prepare(c, params, X, Y, h0, threads, false);
+  prepare(c, params, nullptr, X, Y, h0, threads);
   c.job.mode = rnnext::Mode::gradients;
   py::list grads;
   for (int k = 0; k < 5; ++k) {
@@ -236,30 +313,79 @@ py::tuple adagrad_step(const py::tuple& params, const py::tuple& accums,
                        const py::handle& h0, double lr, double eps,
                        double clip, double clip_norm, int threads) {
   Call<T> c;
-  prepare(c, params, X, Y, h0, threads, true);
-  if (accums.size() != 5)
-    throw py::value_error("expected 5 accumulator arrays, got " +
-                          std::to_string(accums.size()));
-  for (int k = 0; k < 5; ++k) {
-    std::vector<long> shape(c.keep[k].shape(), c.keep[k].shape() + c.keep[k].ndim());
-    c.keep.push_back(write_float<T>(
-        accums[k], std::string("accumulator of ") + param_names[k], shape));
-    c.job.accum[k] = c.keep.back().mutable_data();
-  }
-  rnnext::Job<T>& j = c.job;
-  j.mode = rnnext::Mode::adagrad;
-  j.lr = read_option(lr, "lr", true);
-  j.eps = read_option(eps, "eps", false);
-  j.clip = read_option(clip, "clip", false);
-  j.clip_norm = read_option(clip_norm, "clip_norm", false);
-  if (j.clip > 0 && j.clip_norm > 0)
-    throw py::value_error("clip and clip_norm cannot both be set: choose one");
+  prepare(c, params, &accums, X, Y, h0, threads);
+  prepare_adagrad(c, lr, eps, clip, clip_norm);
   rnnext::Outcome out;
   {
     py::gil_scoped_release release;
-    out = rnnext::run(j);
+    out = rnnext::run(c.job);
   }
   return py::make_tuple(out.loss, c.hT, out.grad_norm, out.updated);
+}
+
+// `count` fused steps over consecutive feeds of `rows` (B, L + 1): feed i
+// reads X = rows[:, i*T : (i+1)*T] and Y one column later, and starts from
+// the state the previous feed ended in. Stops at the first step that was not
+// applied (its loss is not finite), leaving the rest of the losses NaN.
+template <class T>
+py::tuple adagrad_steps(const py::tuple& params, const py::tuple& accums,
+                        const py::handle& rows, long steps, long start,
+                        long count, const py::handle& h0, double lr,
+                        double eps, double clip, double clip_norm,
+                        int threads) {
+  Call<T> c;
+  prepare_params(c, params, &accums, threads);
+  prepare_adagrad(c, lr, eps, clip, clip_norm);
+  py::array ra = as_array(rows, "rows");
+  Ids ids = ids_view(ra, "rows");
+  if (steps < 1 || start < 0 || count < 1)
+    throw py::value_error("steps and count must be at least 1 and start at "
+                          "least 0, got steps=" + std::to_string(steps) +
+                          ", start=" + std::to_string(start) +
+                          ", count=" + std::to_string(count));
+  const long need = (start + count) * steps + 1;
+  if (need > ids.cols)
+    throw py::value_error(
+        "feeds " + std::to_string(start) + " to " +
+        std::to_string(start + count - 1) + " of " + std::to_string(steps) +
+        " steps need rows with at least " + std::to_string(need) +
+        " columns, got shape " + shape_str(ra));
+  read_range(ids, start * steps, count * steps + 1, c.job.V, nullptr, "rows");
+  prepare_state(c, ids.rows, steps, h0);
+
+  const long B = ids.rows, H = c.job.H;
+  c.X.resize(std::size_t(B * steps));
+  c.Y.resize(std::size_t(B * steps));
+  py::array_t<double> losses(count);
+  double* loss = losses.mutable_data();
+  for (long k = 0; k < count; ++k) loss[k] = std::nan("");
+  std::vector<T> h(std::size_t(B * H));
+  {
+    py::gil_scoped_release release;
+    rnnext::Job<T> j = c.job;
+    j.X = c.X.data();
+    j.Y = c.Y.data();
+    T* state[2] = {c.hT.mutable_data(), h.data()};
+    long bad[2] = {-1, -1};
+    for (long k = 0; k < count; ++k) {
+      const long col = (start + k) * steps;
+      ids.copy(col, steps, j.V, c.X.data(), bad);
+      ids.copy(col + 1, steps, j.V, c.Y.data(), bad);
+      j.h0 = k == 0 ? c.job.h0 : state[(k + 1) % 2];
+      j.hT = state[k % 2];
+      rnnext::Outcome out = rnnext::run(j);
+      loss[k] = out.loss;
+      if (!out.updated) {
+        // not applied: report it as not finite, keep the state before it
+        if (std::isfinite(loss[k])) loss[k] = std::nan("");
+        if (j.h0 != state[0]) std::copy(j.h0, j.h0 + B * H, state[0]);
+        break;
+      }
+      if (k == count - 1 && j.hT != state[0])
+        std::copy(state[1], state[1] + B * H, state[0]);
+    }
+  }
+  return py::make_tuple(losses, c.hT);
 }
 
 // Calls f<float> or f<double> by the dtype of the first parameter.
@@ -324,6 +450,29 @@ PYBIND11_MODULE(_core, m) {
       py::arg("clip_norm"), py::arg("num_threads"),
       "One fused forward, backward, clip and Adagrad update, in place: "
       "(loss, h_T, grad_norm, updated).");
+
+  m.def(
+      "adagrad_steps",
+      [](const py::tuple& p, const py::tuple& a, py::handle rows, long steps,
+         long start, long count, py::handle h0, double lr, double eps,
+         double clip, double clip_norm, int threads) {
+        return by_dtype(
+            p,
+            [&] {
+              return adagrad_steps<float>(p, a, rows, steps, start, count, h0,
+                                          lr, eps, clip, clip_norm, threads);
+            },
+            [&] {
+              return adagrad_steps<double>(p, a, rows, steps, start, count, h0,
+                                           lr, eps, clip, clip_norm, threads);
+            });
+      },
+      py::arg("params"), py::arg("accumulators"), py::arg("rows"),
+      py::arg("steps"), py::arg("start"), py::arg("count"), py::arg("h0"),
+      py::arg("lr"), py::arg("eps"), py::arg("clip"), py::arg("clip_norm"),
+      py::arg("num_threads"),
+      "Fused Adagrad steps over `count` consecutive feeds of rows (B, L + 1), "
+      "carrying the state: (losses, h_T).");
 
   m.def("isa", &rnnext::isa,
         "The instruction set the kernel dispatched to on this CPU.");

@@ -16,13 +16,12 @@
 // Needs RNNEXT_ISA (namespace), RNNEXT_VBYTES (vector bytes), RNNEXT_MR and
 // RNNEXT_NR (register tile: rows x vectors), RNNEXT_ROWS (rows per block).
 
-#include <omp.h>
-
 #include <cstddef>
 #include <cstdint>
 #include <utility>
 
 #include "kernel.hpp"
+#include "pool.hpp"
 
 namespace rnnext {
 
@@ -458,16 +457,21 @@ Outcome fused(const Job<T>& J) {
   for (long b = 0; b < B; ++b)
     for (long j = 0; j < Hp; ++j) W.Hs[b * Hp + j] = j < H ? J.h0[b * H + j] : T(0);
 
-  const int threads = int(min(J.threads, blocks));
-#pragma omp parallel num_threads(threads)
-  {
-#pragma omp for schedule(static)
-    for (long b = 0; b < blocks; ++b) block_loss[b] = block(J, P, W, b);
-    if (grad) {
-#pragma omp for schedule(dynamic)
-      for (long k = 0; k < gradient_tasks(J); ++k) gradient_task(J, W, k);
-    }
-  }
+  struct Context {
+    const Job<T>& J;
+    const Padded<T>& P;
+    const Work<T>& W;
+    double* block_loss;
+  } ctx{J, P, W, block_loss};
+  parallel_for(blocks, J.threads, [](void* c, long b) {
+    Context& x = *static_cast<Context*>(c);
+    x.block_loss[b] = block(x.J, x.P, x.W, b);
+  }, &ctx);
+  if (grad)
+    parallel_for(gradient_tasks(J), J.threads, [](void* c, long k) {
+      Context& x = *static_cast<Context*>(c);
+      gradient_task(x.J, x.W, k);
+    }, &ctx);
 
   Outcome out{0.0, 0.0, false};
   for (long b = 0; b < blocks; ++b) out.loss += block_loss[b];

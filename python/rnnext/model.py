@@ -250,7 +250,53 @@ class Adagrad:
         )
         return loss, hT
 
+    def steps(
+        self,
+        rows: npt.ArrayLike,
+        steps: int,
+        start: int,
+        count: int,
+        h0: npt.ArrayLike,
+    ) -> tuple[npt.NDArray[np.float64], FloatArray]:
+        """`count` fused steps over consecutive feeds, in one C++ call.
 
-def _arrays(X: object, Y: object, h0: object) -> tuple[np.ndarray, ...]:
+        rows is an integer array (B, L + 1) of any strides (a view of the
+        corpus, never copied whole); feed i reads X = rows[:, i*T:(i+1)*T]
+        and Y = rows[:, i*T+1:(i+1)*T+1] with T = steps. Runs feeds start ..
+        start + count - 1, each from the state the previous one ended in.
+        Returns the losses (float64, one per feed) and the final state. A
+        step whose loss or gradient is not finite is not applied and ends
+        the call: its loss and all later ones are NaN, and the state is the
+        one before it.
+        """
+        T = check_int(steps, "steps", minimum=1)
+        start = check_int(start, "start", minimum=0)
+        count = check_int(count, "count", minimum=1)
+        lr = check_float(self.lr, "lr", positive=True)
+        accums = tuple(self.accumulators[k] for k in PARAM_NAMES)
+        losses, hT = _core.adagrad_steps(
+            self.model.param_tuple(),
+            accums,
+            _array(rows),
+            T,
+            start,
+            count,
+            _array(h0),
+            lr,
+            self.eps,
+            self.clip or 0.0,
+            self.clip_norm or 0.0,
+            get_num_threads(),
+        )
+        return losses, hT
+
+
+def _arrays(
+    X: object, Y: object, h0: object
+) -> tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any]]:
     # lists and other sequences become arrays; the kernel checks the rest
-    return tuple(a if isinstance(a, np.ndarray) else np.asarray(a) for a in (X, Y, h0))
+    return _array(X), _array(Y), _array(h0)
+
+
+def _array(a: object) -> npt.NDArray[Any]:
+    return a if isinstance(a, np.ndarray) else np.asarray(a)
