@@ -284,3 +284,16 @@ def test_feed_index_type():
     c = Corpus(np.arange(40), rows=3, steps=4)
     with pytest.raises(TypeError, match="feed index must be an int; got float"):
         c.feed(1.0)
+
+
+@pytest.mark.parametrize(("n", "B", "T"), [(40, 3, 4), (5001, 200, 10), (97, 1, 7)])
+def test_train_rows_is_a_view_holding_every_feed(n, B, T):
+    ids = np.random.default_rng(1).integers(0, 65, n).astype(np.uint8)
+    c = Corpus(ids, B, T, val_fraction=0.2 if n > 100 else 0.0)
+    rows = c.train_rows()
+    assert rows.shape == (B, c.row_length + 1)
+    assert np.shares_memory(rows, ids) and not rows.flags.writeable
+    for i, (X, Y) in enumerate(c.train_feeds()):
+        np.testing.assert_array_equal(rows[:, i * T : (i + 1) * T], X)
+        np.testing.assert_array_equal(rows[:, i * T + 1 : (i + 1) * T + 1], Y)
+    assert rows.max(initial=0) <= ids[: c.n_train].max()

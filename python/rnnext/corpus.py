@@ -185,6 +185,23 @@ class Corpus:
         for i in range(self.validation_feeds_per_epoch):
             yield self._cut(tail, self._B_val, self._L_val, i)
 
+    def train_rows(self) -> IntArray:
+        """The training part as a read-only (rows, L + 1) view, never a copy.
+
+        Row b is ids[b*L : (b+1)*L + 1], so neighbouring rows share one id.
+        Feed i is X = rows[:, i*T : (i+1)*T], Y = rows[:, i*T+1 : (i+1)*T+1],
+        the same arrays as feed(i) without the copy.
+        """
+        train = self._ids[: self._n_train]
+        (s,) = train.strides
+        view: IntArray = np.lib.stride_tricks.as_strided(
+            train,
+            shape=(self._B, self._L + 1),
+            strides=(self._L * s, s),
+            writeable=False,
+        )
+        return view
+
     # The same iterators, for callers that speak of batches.
     train_batches = train_feeds
     validation_batches = validation_feeds
