@@ -7,16 +7,18 @@
 //     logits_t = h_t @ W_softmax + b_softmax
 //     x_{t+1}  = argmax(logits_t), or a draw from softmax(logits_t / T)
 //
-// Results depend only on the inputs and (seed, stream index): the generator
-// is our own, exp and tanh are our own polynomials rather than libm's, and
-// no FMA is used on x86-64, so every instruction-set clone agrees bit for
-// bit.
+// Results depend only on the inputs and (seed, stream index), never on the
+// thread count: the generator is our own, and exp and tanh are our own
+// polynomials rather than libm's. The x86-64-v3 and -v4 builds agree bit for
+// bit; the baseline build has no FMA, so its roundings, and after a long
+// run its text, can differ.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <omp.h>
 
 #include <algorithm>
+#include <functional>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -31,7 +33,7 @@ namespace {
 #define RNNEXT_INLINE inline __attribute__((always_inline))
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define RNNEXT_CLONES \
-  __attribute__((target_clones("avx512f", "avx2", "default")))
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define RNNEXT_CLONES
 #endif
@@ -138,40 +140,74 @@ RNNEXT_INLINE void exp_parts(F x, F& scale, F& em1) {
   std::memcpy(&scale, &sb, sizeof scale);
 }
 
-// e^x for x <= 0; exactly 0 below Poly<F>::lowest.
+// The bits of |x|: as integers they order like |x|, and selects on them,
+// unlike selects on floats, never stop the vectoriser.
+template <typename F>
+RNNEXT_INLINE typename Poly<F>::Bits magnitude(F x) {
+  using Bits = typename Poly<F>::Bits;
+  Bits b;
+  std::memcpy(&b, &x, sizeof b);
+  return b & std::numeric_limits<Bits>::max();
+}
+
+template <typename F>
+RNNEXT_INLINE F from_bits(typename Poly<F>::Bits b) {
+  F x;
+  std::memcpy(&x, &b, sizeof x);
+  return x;
+}
+
+// -min(|x|, -lowest), which exp_parts accepts; over is all ones where |x|
+// was past the limit (or NaN), else 0.
+template <typename F>
+RNNEXT_INLINE F clamp_negative(F x, typename Poly<F>::Bits& over) {
+  using Bits = typename Poly<F>::Bits;
+  const Bits limit = magnitude(Poly<F>::lowest);
+  Bits m = magnitude(x);
+  over = -Bits(m > limit);
+  return -from_bits<F>((m & ~over) | (limit & over));
+}
+
+// e^x for x <= 0: exactly 0 below Poly<F>::lowest, and for NaN.
 template <typename F>
 RNNEXT_INLINE F exp_nonpositive(F x) {
-  F clamped = x < Poly<F>::lowest ? Poly<F>::lowest : x;
+  typename Poly<F>::Bits over;
   F scale, em1;
-  exp_parts(clamped, scale, em1);
+  exp_parts(clamp_negative(x, over), scale, em1);
   F y = scale + scale * em1;
-  return x < Poly<F>::lowest ? F(0) : y;
+  return from_bits<F>(magnitude(y) & ~over);
 }
 
 // tanh(y) = -e / (e + 2) with e = e^(-2|y|) - 1, accurate near 0.
 template <typename F>
 RNNEXT_INLINE F tanh_poly(F y) {
-  F a = y < F(0) ? -y : y;
-  F x = F(-2) * a;
-  x = x < Poly<F>::lowest ? Poly<F>::lowest : x;
+  typename Poly<F>::Bits over;
   F scale, em1;
-  exp_parts(x, scale, em1);
+  exp_parts(clamp_negative(F(2) * y, over), scale, em1);
   F e = (scale - F(1)) + scale * em1;
   F t = (F(0) - e) / (e + F(2));  // +0 at y = +0
-  return y < F(0) ? -t : t;
+  return std::copysign(t, y);
 }
 
 // ---------------------------------------------------------------------------
 // The kernel. It trusts its inputs: the binding layer has checked them.
+//
+// Every loop over H or V runs over whole blocks of kLanes columns: the
+// weights are copied once per call into arrays whose rows are padded to
+// Hp, Vp (multiples of kLanes), so the compiler sees fixed-width loops with
+// no remainder. Padding columns hold 0, except b_softmax's, which hold -inf
+// so that padded logits are never chosen.
+
+constexpr int64_t kLanes = 16;
 
 template <typename F>
 struct Net {
-  const F* W_input;    // (V, H)
-  const F* W_hidden;   // (H, H)
-  const F* b_hidden;   // (H,)
-  const F* W_softmax;  // (H, V)
-  const F* b_softmax;  // (V,)
-  int64_t H, V;
+  const F* W_input;    // (V, Hp)
+  const F* W_hidden;   // (H, Hp)
+  const F* b_hidden;   // (Hp,)
+  const F* W_softmax;  // (H, Vp)
+  const F* b_softmax;  // (Vp,)
+  int64_t H, V, Hp, Vp;
 };
 
 struct Plan {
@@ -183,189 +219,221 @@ struct Plan {
   uint64_t seed;
 };
 
+// acc[0:kLanes] += x[0:n] @ W[0:n, 0:kLanes] for W with row stride ld.
+// Four partial sums shorten the chain of dependent adds.
+template <typename F>
+RNNEXT_INLINE void accumulate(F* __restrict acc, const F* __restrict x,
+                              const F* __restrict W, int64_t n, int64_t ld) {
+  F part[3][kLanes] = {};
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const F* __restrict w = W + i * ld;
+    for (int64_t l = 0; l < kLanes; ++l) {
+      acc[l] += x[i] * w[l];
+      part[0][l] += x[i + 1] * w[ld + l];
+      part[1][l] += x[i + 2] * w[2 * ld + l];
+      part[2][l] += x[i + 3] * w[3 * ld + l];
+    }
+  }
+  for (; i < n; ++i)
+    for (int64_t l = 0; l < kLanes; ++l) acc[l] += x[i] * W[i * ld + l];
+  for (int64_t l = 0; l < kLanes; ++l)
+    acc[l] = (acc[l] + part[0][l]) + (part[1][l] + part[2][l]);
+}
+
 // h_next = tanh(W_input[x] + h @ W_hidden + b_hidden)
 template <typename F>
 RNNEXT_INLINE void recur(F* __restrict h_next, const F* __restrict h,
-                         const F* __restrict W_input,
-                         const F* __restrict W_hidden,
-                         const F* __restrict b_hidden, int32_t x,
-                         int64_t H) {
-  const F* __restrict w_x = W_input + x * H;
-  for (int64_t j = 0; j < H; ++j) h_next[j] = w_x[j] + b_hidden[j];
-  for (int64_t i = 0; i < H; ++i) {
-    F h_i = h[i];
-    const F* __restrict w_i = W_hidden + i * H;
-    for (int64_t j = 0; j < H; ++j) h_next[j] += h_i * w_i[j];
+                         const Net<F>& net, int32_t x) {
+  const F* __restrict w_x = net.W_input + x * net.Hp;
+  for (int64_t j = 0; j < net.Hp; j += kLanes) {
+    F acc[kLanes];
+    for (int64_t l = 0; l < kLanes; ++l)
+      acc[l] = w_x[j + l] + net.b_hidden[j + l];
+    accumulate(acc, h, net.W_hidden + j, net.H, net.Hp);
+#pragma omp simd
+    for (int64_t l = 0; l < kLanes; ++l) h_next[j + l] = tanh_poly(acc[l]);
   }
-  for (int64_t j = 0; j < H; ++j) h_next[j] = tanh_poly(h_next[j]);
 }
 
 // logits = h @ W_softmax + b_softmax
 template <typename F>
 RNNEXT_INLINE void project(F* __restrict logits, const F* __restrict h,
-                           const F* __restrict W_softmax,
-                           const F* __restrict b_softmax, int64_t H,
-                           int64_t V) {
-  for (int64_t v = 0; v < V; ++v) logits[v] = b_softmax[v];
-  for (int64_t i = 0; i < H; ++i) {
-    F h_i = h[i];
-    const F* __restrict w_i = W_softmax + i * V;
-    for (int64_t v = 0; v < V; ++v) logits[v] += h_i * w_i[v];
+                           const Net<F>& net) {
+  for (int64_t v = 0; v < net.Vp; v += kLanes) {
+    F acc[kLanes];
+    for (int64_t l = 0; l < kLanes; ++l) acc[l] = net.b_softmax[v + l];
+    accumulate(acc, h, net.W_softmax + v, net.H, net.Vp);
+    for (int64_t l = 0; l < kLanes; ++l) logits[v + l] = acc[l];
   }
 }
 
-// Lane-wise partial results in a fixed order, so the compiler can vectorise
-// and the answer does not depend on the vector width.
-constexpr int64_t kLanes = 16;
-
+// Largest element; its sign of zero may vary, which no caller depends on.
 template <typename F>
-RNNEXT_INLINE F max_of(const F* __restrict x, int64_t V) {
-  F lane[kLanes];
-  for (int64_t l = 0; l < kLanes; ++l) lane[l] = x[0];
-  int64_t v = 0;
-  for (; v + kLanes <= V; v += kLanes)
-    for (int64_t l = 0; l < kLanes; ++l)
-      lane[l] = x[v + l] > lane[l] ? x[v + l] : lane[l];
+RNNEXT_INLINE F max_of(const F* __restrict x, int64_t n) {
   F m = x[0];
-  for (int64_t l = 0; l < kLanes; ++l) m = lane[l] > m ? lane[l] : m;
-  for (; v < V; ++v) m = x[v] > m ? x[v] : m;
+#pragma omp simd reduction(max : m)
+  for (int64_t v = 0; v < n; ++v) m = x[v] > m ? x[v] : m;
   return m;
 }
 
+// Sum in double over kLanes fixed lanes, so the result does not depend on
+// the vector width. n is a multiple of kLanes.
 template <typename F>
-RNNEXT_INLINE double sum_of(const F* __restrict x, int64_t V) {
+RNNEXT_INLINE double sum_of(const F* __restrict x, int64_t n) {
   double lane[kLanes] = {};
-  int64_t v = 0;
-  for (; v + kLanes <= V; v += kLanes)
+  for (int64_t v = 0; v < n; v += kLanes)
     for (int64_t l = 0; l < kLanes; ++l) lane[l] += double(x[v + l]);
   double s = 0;
   for (int64_t l = 0; l < kLanes; ++l) s += lane[l];
-  for (; v < V; ++v) s += double(x[v]);
   return s;
 }
 
 // First index holding the largest logit; 0 if none compares equal (NaN).
 template <typename F>
-RNNEXT_INLINE int32_t argmax(const F* __restrict logits, int64_t V) {
-  F m = max_of(logits, V);
+RNNEXT_INLINE int32_t argmax(const F* __restrict logits, int64_t V,
+                             int64_t Vp) {
+  F m = max_of(logits, Vp);
   for (int64_t v = 0; v < V; ++v)
     if (logits[v] == m) return int32_t(v);
   return 0;
 }
 
-// Zeroes p outside the top_k logits, ties going to the lower index, so the
-// kept set does not depend on how nth_element orders equal keys.
+// An integer that orders like x for every x, NaN included, with -0 == +0.
 template <typename F>
-RNNEXT_INLINE void keep_top_k(F* __restrict p, int32_t* __restrict order,
-                              const F* __restrict logits, int64_t top_k,
-                              int64_t V) {
-  auto before = [logits](int32_t a, int32_t b) {
-    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-  };
-  for (int64_t v = 0; v < V; ++v) order[v] = int32_t(v);
-  std::nth_element(order, order + top_k - 1, order + V, before);
-  int32_t last = order[top_k - 1];
-  for (int64_t v = 0; v < V; ++v)
-    if (before(last, int32_t(v))) p[v] = F(0);
+RNNEXT_INLINE typename Poly<F>::Bits order_key(F x) {
+  using Bits = typename Poly<F>::Bits;
+  F y = x + F(0);  // -0 becomes +0
+  Bits b;
+  std::memcpy(&b, &y, sizeof b);
+  return b < 0 ? b ^ std::numeric_limits<Bits>::max() : b;
 }
 
-// Draws an index with probability proportional to p (p >= 0, sum > 0).
+// Zeroes p outside the top_k largest logits, ties going to the lower index.
+// keys is scratch of V elements.
 template <typename F>
-RNNEXT_INLINE int32_t draw(const F* __restrict p, double u, int32_t fallback,
-                           int64_t V) {
-  double target = u * sum_of(p, V);
+RNNEXT_INLINE void keep_top_k(F* __restrict p,
+                              typename Poly<F>::Bits* __restrict keys,
+                              const F* __restrict logits, int64_t top_k,
+                              int64_t V) {
+  using Bits = typename Poly<F>::Bits;
+  for (int64_t v = 0; v < V; ++v) keys[v] = order_key(logits[v]);
+  std::nth_element(keys, keys + top_k - 1, keys + V, std::greater<Bits>());
+  const Bits kth = keys[top_k - 1];
+
+  int64_t ties = top_k;  // how many keys equal to kth may still be kept
+  for (int64_t v = 0; v < V; ++v) ties -= order_key(logits[v]) > kth;
+  for (int64_t v = 0; v < V; ++v) {
+    Bits key = order_key(logits[v]);
+    if (key > kth) continue;
+    if (key == kth && ties > 0)
+      --ties;
+    else
+      p[v] = F(0);
+  }
+}
+
+// Index drawn with probability p[v] / sum(p): the first v whose running
+// sum passes u * sum(p). p >= 0, padded with zeros to Vp.
+template <typename F>
+RNNEXT_INLINE int32_t draw(const F* __restrict p, double u, int64_t V,
+                           int64_t Vp) {
+  double target = u * sum_of(p, Vp);
   double cum = 0;
-  int32_t last = fallback;
+  int32_t last = 0;
   for (int64_t v = 0; v < V; ++v) {
     cum += double(p[v]);
     if (p[v] > F(0)) last = int32_t(v);
     if (target < cum) return int32_t(v);
   }
-  return last;  // rounding put target at or past the final sum
+  return last;  // rounding put target at or past the final running sum
 }
 
-// Next character from logits: p = exp((logits - max) / T), then a draw.
+// Next character: argmax, or a draw from p = exp((logits - max) / T).
 template <typename F>
-RNNEXT_INLINE int32_t choose(F* __restrict p, int32_t* __restrict order,
+RNNEXT_INLINE int32_t choose(F* __restrict p,
+                             typename Poly<F>::Bits* __restrict keys,
                              const F* __restrict logits, const Plan& plan,
-                             Rng& rng, int64_t V) {
-  if (plan.greedy) return argmax(logits, V);
+                             Rng& rng, int64_t V, int64_t Vp) {
+  if (plan.greedy) return argmax(logits, V, Vp);
 
   // A temperature below the type's smallest normal would round to 0.
   F T = std::max(F(plan.temperature), std::numeric_limits<F>::min());
-  F m = max_of(logits, V);
-  for (int64_t v = 0; v < V; ++v) p[v] = exp_nonpositive((logits[v] - m) / T);
-  if (plan.top_k > 0 && plan.top_k < V) keep_top_k(p, order, logits, plan.top_k, V);
-  int32_t fallback = argmax(logits, V);
-  return draw(p, rng.uniform(), fallback, V);
+  F m = max_of(logits, Vp);
+#pragma omp simd
+  for (int64_t v = 0; v < Vp; ++v)
+    p[v] = exp_nonpositive((logits[v] - m) / T);
+  if (plan.top_k > 0 && plan.top_k < V)
+    keep_top_k(p, keys, logits, plan.top_k, V);
+  return draw(p, rng.uniform(), V, Vp);
 }
 
-// One stream: warm up on the prime, then generate L characters into out.
-// work holds 2H + 2V elements, order V.
+// One stream: warm up on the prime, then write L characters to out.
+// work holds 2 Hp + 2 Vp elements, keys V.
 template <typename F>
 RNNEXT_INLINE void stream(int32_t* __restrict out, F* __restrict work,
-                          int32_t* __restrict order, const Net<F>& net,
+                          typename Poly<F>::Bits* __restrict keys,
+                          const Net<F>& net,
                           const Plan& plan, uint64_t index) {
-  const int64_t H = net.H, V = net.V;
   F* h = work;
-  F* h_next = work + H;
-  F* logits = work + 2 * H;
-  F* p = work + 2 * H + V;
+  F* h_next = work + net.Hp;
+  F* logits = work + 2 * net.Hp;
+  F* p = work + 2 * net.Hp + net.Vp;
   Rng rng(plan.seed, index);
 
-  for (int64_t j = 0; j < H; ++j) h[j] = F(0);
+  for (int64_t j = 0; j < net.Hp; ++j) h[j] = F(0);
   for (int64_t t = 0; t < plan.P; ++t) {
-    recur(h_next, h, net.W_input, net.W_hidden, net.b_hidden, plan.prime[t], H);
+    recur(h_next, h, net, plan.prime[t]);
     std::swap(h, h_next);
   }
 
   for (int64_t t = 0; t < plan.L; ++t) {
-    project(logits, h, net.W_softmax, net.b_softmax, H, V);
-    int32_t x = choose(p, order, logits, plan, rng, V);
+    project(logits, h, net);
+    int32_t x = choose(p, keys, logits, plan, rng, net.V, net.Vp);
     out[t] = x;
     if (t + 1 == plan.L) break;
-    recur(h_next, h, net.W_input, net.W_hidden, net.b_hidden, x, H);
+    recur(h_next, h, net, x);
     std::swap(h, h_next);
   }
 }
 
 // One entry per dtype, compiled for several instruction sets and chosen at
 // load time from what the CPU supports.
-RNNEXT_CLONES void stream_f32(int32_t* out, float* work, int32_t* order,
+RNNEXT_CLONES void stream_f32(int32_t* out, float* work, int32_t* keys,
                               const Net<float>& net, const Plan& plan,
                               uint64_t index) {
-  stream(out, work, order, net, plan, index);
+  stream(out, work, keys, net, plan, index);
 }
 
-RNNEXT_CLONES void stream_f64(int32_t* out, double* work, int32_t* order,
+RNNEXT_CLONES void stream_f64(int32_t* out, double* work, int64_t* keys,
                               const Net<double>& net, const Plan& plan,
                               uint64_t index) {
-  stream(out, work, order, net, plan, index);
+  stream(out, work, keys, net, plan, index);
 }
 
-void run_stream(int32_t* out, float* work, int32_t* order,
+void run_stream(int32_t* out, float* work, int32_t* keys,
                 const Net<float>& net, const Plan& plan, uint64_t index) {
-  stream_f32(out, work, order, net, plan, index);
+  stream_f32(out, work, keys, net, plan, index);
 }
 
-void run_stream(int32_t* out, double* work, int32_t* order,
+void run_stream(int32_t* out, double* work, int64_t* keys,
                 const Net<double>& net, const Plan& plan, uint64_t index) {
-  stream_f64(out, work, order, net, plan, index);
+  stream_f64(out, work, keys, net, plan, index);
 }
 
 // out: (num, L). Streams are independent, so threads only split the rows.
 template <typename F>
 void sample_streams(int32_t* out, const Net<F>& net, const Plan& plan,
                     int64_t num, int threads) {
-  const int64_t stride = 2 * net.H + 2 * net.V;
+  const int64_t stride = 2 * net.Hp + 2 * net.Vp;
   std::vector<F> work(size_t(threads) * size_t(stride));
-  std::vector<int32_t> order(size_t(threads) * size_t(net.V));
+  std::vector<typename Poly<F>::Bits> keys(size_t(threads) * size_t(net.V));
 
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t i = 0; i < num; ++i) {
     int thread = omp_get_thread_num();
     run_stream(out + i * plan.L, work.data() + thread * stride,
-               order.data() + thread * net.V, net, plan, uint64_t(i));
+               keys.data() + thread * net.V, net, plan, uint64_t(i));
   }
 }
 
@@ -413,6 +481,31 @@ py::array_t<F, py::array::c_style> contiguous(const py::array& a,
   return c;
 }
 
+// Copies the weights into rows padded to whole blocks (see Net).
+template <typename F>
+Net<F> pack(std::vector<F>& buf, const F* W_input, const F* W_hidden,
+            const F* b_hidden, const F* W_softmax, const F* b_softmax,
+            int64_t H, int64_t V) {
+  const int64_t Hp = (H + kLanes - 1) / kLanes * kLanes;
+  const int64_t Vp = (V + kLanes - 1) / kLanes * kLanes;
+  buf.assign(size_t(V * Hp + H * Hp + Hp + H * Vp + Vp), F(0));
+  F* Wi = buf.data();
+  F* Wh = Wi + V * Hp;
+  F* bh = Wh + H * Hp;
+  F* Ws = bh + Hp;
+  F* bs = Ws + H * Vp;
+  for (int64_t v = 0; v < V; ++v)
+    std::copy(W_input + v * H, W_input + (v + 1) * H, Wi + v * Hp);
+  for (int64_t i = 0; i < H; ++i) {
+    std::copy(W_hidden + i * H, W_hidden + (i + 1) * H, Wh + i * Hp);
+    std::copy(W_softmax + i * V, W_softmax + (i + 1) * V, Ws + i * Vp);
+  }
+  std::copy(b_hidden, b_hidden + H, bh);
+  std::copy(b_softmax, b_softmax + V, bs);
+  std::fill(bs + V, bs + Vp, -std::numeric_limits<F>::infinity());
+  return Net<F>{Wi, Wh, bh, Ws, bs, H, V, Hp, Vp};
+}
+
 template <typename F>
 py::array_t<int32_t> sample_typed(const py::array& Wi, const py::array& Wh,
                                   const py::array& bh, const py::array& Ws,
@@ -425,9 +518,10 @@ py::array_t<int32_t> sample_typed(const py::array& Wi, const py::array& Wh,
   auto b_hidden = contiguous<F>(bh, "b_hidden");
   auto W_softmax = contiguous<F>(Ws, "W_softmax");
   auto b_softmax = contiguous<F>(bs, "b_softmax");
-  Net<F> net{W_input.data(),   W_hidden.data(),  b_hidden.data(),
-             W_softmax.data(), b_softmax.data(), Wi.shape(1),
-             Wi.shape(0)};
+  std::vector<F> buf;
+  Net<F> net = pack(buf, W_input.data(), W_hidden.data(), b_hidden.data(),
+                    W_softmax.data(), b_softmax.data(), Wi.shape(1),
+                    Wi.shape(0));
   Plan plan = plan_in;
   plan.prime = prime.data();
 

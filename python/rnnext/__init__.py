@@ -3,6 +3,7 @@
 from rnnext import _core, reference
 from rnnext.corpus import Corpus, bundled_corpus_path, load_corpus
 from rnnext.model import Adagrad, CharRNN, get_num_threads, set_num_threads
+from rnnext.sampling import sample
 from rnnext.vocab import Vocabulary, read_text
 
 __all__ = [
@@ -17,5 +18,6 @@ __all__ = [
     "bundled_corpus_path",
     "load_corpus",
     "read_text",
+    "sample",
 ]
 __version__ = "0.1.0"
