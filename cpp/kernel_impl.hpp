@@ -209,21 +209,37 @@ inline void gemm(T* C, long ldc, const T* A, long sam, long sak, const T* Bm,
   }
 }
 
-// One output tile of C (+)= A B, numbered row-major over the tile grid.
-template <class T, bool ACC>
-inline void gemm_tile(long index, T* C, long ldc, const T* A, long sam,
-                      long sak, const T* Bm, long ldb, long M, long N, long K) {
-  constexpr int L = simd<T>::L;
-  long cols = (N / L + NR - 1) / NR;
-  long i = index / cols * MR, j = index % cols * NR * L;
-  edge_tile<T, ACC>(int(min(MR, M - i)), int(min(NR, (N - j) / L)),
-                    C + i * ldc + j, ldc, A + i * sam, sam, sak, Bm + j, ldb,
-                    K);
+// C = A^T B summed over K tokens, C (M x N), A (K x lda), B (K x ldb): one
+// task of `panels`, a block of PANEL_ROWS rows by NR vectors of C. Tokens
+// are taken KC at a time so that the chunks of A and B a task reads stay in
+// cache while it sweeps its rows; each C element sums its tokens in order.
+constexpr long PANEL_ROWS = 8 * MR, KC = 256;
+
+template <class T>
+inline long panels(long M, long N) {
+  return (M + PANEL_ROWS - 1) / PANEL_ROWS *
+         ((N / simd<T>::L + NR - 1) / NR);
 }
 
 template <class T>
-inline long tiles(long M, long N) {
-  return (M + MR - 1) / MR * ((N / simd<T>::L + NR - 1) / NR);
+inline void panel(long index, T* C, long ldc, const T* A, long lda,
+                  const T* Bm, long ldb, long M, long N, long K) {
+  constexpr int L = simd<T>::L;
+  const long cols = (N / L + NR - 1) / NR;
+  const long i0 = index / cols * PANEL_ROWS, j = index % cols * NR * L;
+  const long i1 = min(i0 + PANEL_ROWS, M);
+  const int q = int(min(NR, (N - j) / L));
+  for (long k = 0; k < K; k += KC) {
+    const long kc = min(KC, K - k);
+    for (long i = i0; i < i1; i += MR) {
+      const int m = int(min(MR, i1 - i));
+      T* c = C + i * ldc + j;
+      const T* a = A + k * lda + i;
+      const T* b = Bm + k * ldb + j;
+      if (k == 0) edge_tile<T, false>(m, q, c, ldc, a, 1, lda, b, ldb, kc);
+      else edge_tile<T, true>(m, q, c, ldc, a, 1, lda, b, ldb, kc);
+    }
+  }
 }
 
 // Softmax cross-entropy of one row of logits (Vp wide, padding at -inf).
@@ -347,15 +363,14 @@ void gradient_task(const Job<T>& J, const Work<T>& W, long k) {
   constexpr int L = simd<T>::L;
   const long H = J.H, V = J.V, N = J.T * J.B;
   const long Hp = round_up(H, L), Vp = round_up(V, L);
-  const long ks = tiles<T>(H, Vp), kh = tiles<T>(H, Hp);
+  const long ks = panels<T>(H, Vp), kh = panels<T>(H, Hp);
 
   // dW_softmax = sum_n h_n^T dlogits_n
   if (k < ks)
-    return gemm_tile<T, false>(k, W.G[3], Vp, W.Hs + J.B * Hp, 1, Hp, W.DL, Vp,
-                               H, Vp, N);
+    return panel(k, W.G[3], Vp, W.Hs + J.B * Hp, Hp, W.DL, Vp, H, Vp, N);
   // dW_hidden = sum_n h_{n-1}^T dz_n
   if ((k -= ks) < kh)
-    return gemm_tile<T, false>(k, W.G[1], Hp, W.Hs, 1, Hp, W.DZ, Hp, H, Hp, N);
+    return panel(k, W.G[1], Hp, W.Hs, Hp, W.DZ, Hp, H, Hp, N);
   k -= kh;
 
   // db_softmax, db_hidden: column sums
@@ -385,7 +400,8 @@ void gradient_task(const Job<T>& J, const Work<T>& W, long k) {
 template <class T>
 long gradient_tasks(const Job<T>& J) {
   constexpr int L = simd<T>::L;
-  return tiles<T>(J.H, round_up(J.V, L)) + tiles<T>(J.H, round_up(J.H, L)) + 3;
+  return panels<T>(J.H, round_up(J.V, L)) + panels<T>(J.H, round_up(J.H, L)) +
+         3;
 }
 
 // Shapes of the five parameters as (rows, cols), and their padded widths.

@@ -9,6 +9,7 @@ Legend: B rows, T steps, H hidden, V vocabulary.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import os
@@ -27,6 +28,7 @@ FloatArray = npt.NDArray[Any]
 _num_threads: int | None = None
 
 
+@functools.cache
 def _default_threads() -> int:
     env = os.environ.get("RNNEXT_NUM_THREADS")
     if env:
@@ -49,7 +51,8 @@ def set_num_threads(n: int | None) -> None:
     """Set the threads every kernel call uses; None restores the default.
 
     The default is the environment variable RNNEXT_NUM_THREADS if set, else
-    every core this process may run on. Results do not depend on it.
+    every core this process may run on, both read once at the first call.
+    Results do not depend on the thread count.
     """
     global _num_threads
     if n is not None:
