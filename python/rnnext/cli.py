@@ -1,0 +1,466 @@
+# The command line: `rnnext train` and `rnnext sample`. This is the only
+# part of rnnext that prints. Bad input ends with one line on stderr,
+# "rnnext: error: ...", and status 2; a diverged run with status 1; Ctrl-C
+# during training saves a resumable checkpoint and ends with status 130.
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import importlib.util
+import math
+import shlex
+import signal
+import sys
+import textwrap
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any, NoReturn, TextIO
+
+import rnnext
+from rnnext.checkpoint import EpochLoss, load_checkpoint
+from rnnext.corpus import bundled_corpus_path, load_corpus
+from rnnext.model import set_num_threads
+from rnnext.sampling import sample
+from rnnext.trainer import (
+    EpochEnd,
+    Event,
+    Progress,
+    Sampled,
+    Saved,
+    TrainConfig,
+    Trainer,
+    TrainingDiverged,
+)
+
+DEFAULT_OUT = "rnnext-checkpoint.npz"
+DEFAULTS = TrainConfig().to_dict()
+EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 1, 130
+
+
+class _Fail(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, no usage block: the help is one --help away.
+        self.exit(EXIT_USAGE, f"rnnext: error: {message}\n")
+
+
+# Argument types; argparse turns their ValueError into "invalid ... value".
+
+
+def _int_at_least(minimum: int) -> Any:
+    def parse(text: str) -> int:
+        n = int(text)
+        if n < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {n}")
+        return n
+
+    parse.__name__ = "int"
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    x = float(text)
+    if not (math.isfinite(x) and x > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return x
+
+
+def _fraction(text: str) -> float:
+    x = float(text)
+    if not 0 <= x < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return x
+
+
+_positive_float.__name__ = _fraction.__name__ = "float"
+
+# Flags of `rnnext train` that set a TrainConfig field.
+_CONFIG_FLAGS: list[tuple[str, str, Any, str]] = [
+    ("--hidden-size", "hidden_size", _int_at_least(1), "H, the state size"),
+    ("--steps", "steps", _int_at_least(1), "T, characters per row in one feed"),
+    ("--rows", "rows", _int_at_least(1), "B, rows of each feed"),
+    ("--lr", "lr", _positive_float, "Adagrad learning rate"),
+    ("--epochs", "epochs", _int_at_least(1), "epochs to train in all"),
+    ("--prime", "prime", str, "text the samples start from"),
+    ("--length", "sample_length", _int_at_least(1), "characters per sample"),
+    ("--temperature", "temperature", _positive_float, "sampling temperature"),
+    ("--val-fraction", "val_fraction", _fraction, "corpus tail held out"),
+    ("--clip", "clip", _positive_float, "clip gradients to [-CLIP, CLIP]"),
+    ("--clip-norm", "clip_norm", _positive_float, "clip the global grad norm"),
+    ("--seed", "seed", _int_at_least(0), "seed of the weights and samples"),
+    ("--sample-every", "sample_every", _int_at_least(0), "epochs between samples"),
+    ("--dtype", "dtype", str, "float32 or float64"),
+]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="rnnext",
+        description="Train character-level tanh RNNs and sample from them.",
+    )
+    parser.add_argument("--version", action="version", version=rnnext.__version__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser(
+        "train",
+        help="train a model on a text file",
+        description="Train a char-RNN on a text file, saving a checkpoint "
+        "after every epoch. Ctrl-C saves one at the current feed.",
+    )
+    train.add_argument(
+        "file",
+        nargs="?",
+        type=Path,
+        help="the text to train on (default: the bundled Shakespeare)",
+    )
+    for flag, field, kind, text in _CONFIG_FLAGS:
+        extra: dict[str, Any] = {}
+        if field == "dtype":
+            extra["choices"] = ("float32", "float64")
+        train.add_argument(
+            flag,
+            dest=field,
+            type=kind,
+            help=f"{text} (default: {DEFAULTS[field]})",
+            **extra,
+        )
+    train.add_argument(
+        "--encoding", default="utf-8", help="of the text file (default: utf-8)"
+    )
+    train.add_argument(
+        "--resume",
+        type=Path,
+        metavar="CKPT",
+        help="go on from this checkpoint; only --epochs, --lr, --clip, "
+        "--clip-norm and the sampling flags may change",
+    )
+    train.add_argument(
+        "--out",
+        type=Path,
+        metavar="CKPT",
+        help=f"checkpoint to write (default: the --resume file, else {DEFAULT_OUT})",
+    )
+    train.add_argument(
+        "--plot",
+        type=Path,
+        metavar="PNG",
+        help="draw the loss curves here at the end (needs rnnext[plot])",
+    )
+    train.add_argument(
+        "--threads", type=_int_at_least(1), metavar="N", help="kernel threads"
+    )
+    train.set_defaults(run=_train)
+
+    smp = commands.add_parser(
+        "sample",
+        help="generate text from a checkpoint",
+        description="Print text generated by a trained model.",
+    )
+    smp.add_argument("checkpoint", type=Path, metavar="CKPT")
+    smp.add_argument("--prime", help="text to start from (default: the run's)")
+    smp.add_argument(
+        "--length",
+        type=_int_at_least(1),
+        help="characters to generate (default: the run's)",
+    )
+    smp.add_argument("--temperature", type=_positive_float, help="(default: the run's)")
+    smp.add_argument(
+        "--greedy", action="store_true", help="always take the likeliest character"
+    )
+    smp.add_argument(
+        "--top-k", type=_int_at_least(1), metavar="K", help="draw from the K likeliest"
+    )
+    smp.add_argument("--seed", type=_int_at_least(0), default=0, help="(default: 0)")
+    smp.add_argument(
+        "--num", type=_int_at_least(1), default=1, help="texts to print (default: 1)"
+    )
+    smp.add_argument(
+        "--threads", type=_int_at_least(1), metavar="N", help="kernel threads"
+    )
+    smp.set_defaults(run=_sample)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        status: int = args.run(args)
+        return status
+    except _Fail as e:
+        print(f"rnnext: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("rnnext: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _checked(what: str, exc: Exception) -> _Fail:
+    message = str(exc) or type(exc).__name__
+    return _Fail(f"{what}: {message}" if what else message)
+
+
+# rnnext train
+
+
+def _train(args: argparse.Namespace) -> int:
+    if args.threads is not None:
+        set_num_threads(args.threads)
+    if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
+        raise _Fail("--plot needs matplotlib: pip install 'rnnext[plot]'")
+    for p in (args.out, args.plot):
+        if p is not None and not p.parent.is_dir():
+            raise _Fail(f"cannot write {p}: no such directory {p.parent}")
+    corpus_path = args.file if args.file is not None else bundled_corpus_path()
+    out: Path = args.out or args.resume or Path(DEFAULT_OUT)
+    given = {
+        field: getattr(args, field)
+        for _, field, _, _ in _CONFIG_FLAGS
+        if getattr(args, field) is not None
+    }
+
+    trainer = _make_trainer(args, corpus_path, given)
+    c, corpus = trainer.config, trainer.corpus
+    shown = " ".join(
+        f"{k}={v}" for k, v in c.to_dict().items() if v is not None and k != "prime"
+    )
+    where = (
+        f"resuming {args.resume} (epoch {trainer.epoch}, feed {trainer.feed}) on"
+        if args.resume
+        else "training on"
+    )
+    print(
+        f"rnnext: {where} {corpus_path} ({len(corpus.ids):,} characters, "
+        f"vocabulary {len(trainer.vocab)}), {corpus.feeds_per_epoch} feeds per "
+        f"epoch; {shown} prime={c.prime!r}",
+        flush=True,
+    )
+
+    report = _Reporter(sys.stdout)
+    started, epoch0, feed0 = time.perf_counter(), trainer.epoch, trainer.feed
+    try:
+        with _DeferredInterrupt() as interrupt:
+            trainer.train(
+                on_event=report, checkpoint_path=out, stop=interrupt.requested
+            )
+    except TrainingDiverged as e:
+        report.clear()
+        if report.saved is not None:
+            at = _position(report.saved.epoch, report.saved.feed)
+            kept = f"the last good checkpoint, {at}, is {out}"
+        elif args.resume is not None:
+            at = _position(epoch0, feed0)
+            kept = f"the last good checkpoint, {at}, is {args.resume}"
+        else:
+            kept = f"no checkpoint was saved to {out}"
+        print(
+            f"rnnext: error: the loss became {e.loss} at epoch {e.epoch}, feed "
+            f"{e.feed}; try a lower --lr (it is {c.lr}), or --clip or "
+            f"--clip-norm (say 5); {kept}",
+            file=sys.stderr,
+        )
+        return EXIT_DIVERGED
+    report.clear()
+    seconds = time.perf_counter() - started
+
+    if args.plot is not None and trainer.history:
+        _plot(args.plot, trainer.history)
+        print(f"loss curves drawn in {args.plot}")
+    if not trainer.finished:
+        again = ["rnnext", "train"]
+        if args.file is not None:
+            again.append(str(args.file))
+        if args.encoding != "utf-8":
+            again += ["--encoding", args.encoding]
+        again += ["--resume", str(out)]
+        print(
+            f"rnnext: interrupted at epoch {trainer.epoch + 1}, feed "
+            f"{trainer.feed}/{corpus.feeds_per_epoch} after {seconds:.1f} s; "
+            f"checkpoint saved to {out}; resume with: {shlex.join(again)}",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    print(f"trained {trainer.epoch - epoch0} epochs in {seconds:.1f} s")
+    print(f"checkpoint saved to {out}")
+    return 0
+
+
+def _position(epoch: int, feed: int) -> str:
+    """Where a checkpoint is, from its epochs done and feeds done since."""
+    return f"after epoch {epoch}" if feed == 0 else f"at epoch {epoch + 1}, feed {feed}"
+
+
+def _make_trainer(
+    args: argparse.Namespace, corpus_path: Path, given: dict[str, Any]
+) -> Trainer:
+    """The Trainer the flags ask for; every user error becomes a _Fail."""
+    try:
+        if args.resume is None:
+            config = TrainConfig(**given)
+            vocab = None
+        else:
+            ckpt = load_checkpoint(args.resume)
+            config = dataclasses.replace(TrainConfig.from_dict(ckpt.config), **given)
+            vocab = ckpt.vocab
+    except (OSError, ValueError, TypeError) as e:
+        raise _checked("", e) from None
+
+    try:
+        corpus, vocab = load_corpus(
+            corpus_path,
+            config.rows,
+            config.steps,
+            val_fraction=config.val_fraction,
+            vocab=vocab,
+            encoding=args.encoding,
+        )
+    except (OSError, ValueError, TypeError) as e:
+        raise _checked("", e) from None
+
+    try:
+        if args.resume is None:
+            return Trainer(config, corpus, vocab)
+        trainer = Trainer.resume(ckpt, corpus, config)
+    except (ValueError, TypeError) as e:
+        raise _checked("", e) from None
+    if trainer.finished:
+        raise _Fail(
+            f"{args.resume} has already trained {trainer.epoch} of "
+            f"{config.epochs} epochs; pass --epochs N with N > {trainer.epoch}"
+        )
+    return trainer
+
+
+def _tokens_per_second(x: float) -> str:
+    return f"{x / 1e6:.1f} M tok/s" if x >= 1e5 else f"{x / 1e3:.1f} k tok/s"
+
+
+class _Reporter:
+    """Prints events: a bar on a terminal, else one line per epoch."""
+
+    BAR = 24  # characters of the bar
+    REDRAW = 0.1  # seconds between redraws of the bar
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.tty = out.isatty()
+        self.saved: Saved | None = None
+        self._bar = 0  # width of the bar on screen, 0 when none is
+        self._drawn = 0.0
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Progress):
+            self._progress(event)
+        elif isinstance(event, EpochEnd):
+            self.clear()
+            e = event
+            val = f"  val {e.val_loss:.4f}" if e.val_loss is not None else ""
+            print(
+                f"epoch {e.epoch}/{e.epochs}  train {e.train_loss:.4f}{val}  "
+                f"bpc {e.bits_per_char:.2f}  {_tokens_per_second(e.tokens_per_second)}",
+                file=self.out,
+                flush=True,
+            )
+        elif isinstance(event, Sampled):
+            self.clear()
+            print(f"sample after epoch {event.epoch}:", file=self.out)
+            print(textwrap.indent(event.text, "  "), file=self.out, flush=True)
+        elif isinstance(event, Saved):
+            self.saved = event
+
+    def _progress(self, p: Progress) -> None:
+        now = time.monotonic()
+        if not self.tty or (now - self._drawn < self.REDRAW and p.feed < p.feeds):
+            return
+        self._drawn = now
+        done = self.BAR * p.feed // p.feeds
+        line = (
+            f"epoch {p.epoch}/{p.epochs} [{'#' * done}{'.' * (self.BAR - done)}] "
+            f"{p.feed}/{p.feeds}  loss {p.loss:.4f}  "
+            f"{_tokens_per_second(p.tokens_per_second)}"
+        )
+        self.out.write("\r" + line.ljust(self._bar))
+        self.out.flush()
+        self._bar = len(line)
+
+    def clear(self) -> None:
+        if self._bar:
+            self.out.write("\r" + " " * self._bar + "\r")
+            self.out.flush()
+            self._bar = 0
+
+
+class _DeferredInterrupt:
+    """Within it, a first Ctrl-C only sets a flag; a second one interrupts."""
+
+    def __init__(self) -> None:
+        self._requested = False
+        self._previous: Any = None
+
+    def requested(self) -> bool:
+        return self._requested
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self._requested = True
+        signal.signal(signal.SIGINT, self._previous)
+
+    def __enter__(self) -> _DeferredInterrupt:
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: Ctrl-C is not ours to take
+            self._previous = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _plot(path: Path, history: list[EpochLoss]) -> None:
+    figure = importlib.import_module("matplotlib.figure")
+    ticker = importlib.import_module("matplotlib.ticker")
+    fig = figure.Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.add_subplot()
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    epochs = range(1, len(history) + 1)
+    ax.plot(epochs, [e.train for e in history], label="training")
+    if history[0].val is not None:
+        ax.plot(epochs, [e.val for e in history], label="validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (nats per character)")
+    ax.legend()
+    fig.savefig(path)
+
+
+# rnnext sample
+
+
+def _sample(args: argparse.Namespace) -> int:
+    if args.threads is not None:
+        set_num_threads(args.threads)
+    try:
+        ckpt = load_checkpoint(args.checkpoint)
+        config = TrainConfig.from_dict(ckpt.config)
+    except (OSError, ValueError, TypeError) as e:
+        raise _checked("", e) from None
+    try:
+        texts = sample(
+            ckpt.model,
+            ckpt.vocab,
+            args.prime if args.prime is not None else config.prime,
+            args.length or config.sample_length,
+            temperature=args.temperature or config.temperature,
+            greedy=args.greedy,
+            top_k=args.top_k,
+            seed=args.seed,
+            num=args.num,
+        )
+    except (ValueError, TypeError) as e:
+        raise _checked("", e) from None
+    print("\n\n".join(texts))
+    return 0
