@@ -264,3 +264,10 @@ def test_pickled_member_is_refused(saved):
     rewrite(saved, epoch=np.array([{"a": 1}], dtype=object))
     with pytest.raises(ValueError, match="cannot read it .*allow_pickle"):
         load_checkpoint(saved)
+
+
+def test_rng_must_have_a_plain_integer_state(tmp_path):
+    c = make_checkpoint()
+    c.rng = np.random.Generator(np.random.Philox(1))
+    with pytest.raises(ValueError, match="rng uses Philox; a checkpoint can hold"):
+        save_checkpoint(tmp_path / "c.npz", c)

@@ -86,6 +86,12 @@ def test_config_errors(changes, error, match):
         TrainConfig(**changes)
 
 
+def test_numbers_are_stored_as_plain_python_numbers():
+    c = TrainConfig(rows=np.int64(8), lr=1, clip=np.float32(2.0))
+    assert type(c.rows) is int and type(c.lr) is float and type(c.clip) is float
+    assert TrainConfig.from_dict(c.to_dict()) == c
+
+
 def test_unknown_config_keys_are_named():
     with pytest.raises(ValueError, match=r"unknown config keys \['layers'\]"):
         TrainConfig.from_dict({"layers": 2})

@@ -200,9 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
-def _checked(what: str, exc: Exception) -> _Fail:
-    message = str(exc) or type(exc).__name__
-    return _Fail(f"{what}: {message}" if what else message)
+def _failed(exc: Exception) -> _Fail:
+    return _Fail(str(exc) or type(exc).__name__)
 
 
 # rnnext train
@@ -308,7 +307,7 @@ def _make_trainer(
             config = dataclasses.replace(TrainConfig.from_dict(ckpt.config), **given)
             vocab = ckpt.vocab
     except (OSError, ValueError, TypeError) as e:
-        raise _checked("", e) from None
+        raise _failed(e) from None
 
     try:
         corpus, vocab = load_corpus(
@@ -320,14 +319,14 @@ def _make_trainer(
             encoding=args.encoding,
         )
     except (OSError, ValueError, TypeError) as e:
-        raise _checked("", e) from None
+        raise _failed(e) from None
 
     try:
         if args.resume is None:
             return Trainer(config, corpus, vocab)
         trainer = Trainer.resume(ckpt, corpus, config)
     except (ValueError, TypeError) as e:
-        raise _checked("", e) from None
+        raise _failed(e) from None
     if trainer.finished:
         raise _Fail(
             f"{args.resume} has already trained {trainer.epoch} of "
@@ -445,22 +444,22 @@ def _sample(args: argparse.Namespace) -> int:
         set_num_threads(args.threads)
     try:
         ckpt = load_checkpoint(args.checkpoint)
-        config = TrainConfig.from_dict(ckpt.config)
-    except (OSError, ValueError, TypeError) as e:
-        raise _checked("", e) from None
+    except (OSError, ValueError) as e:
+        raise _failed(e) from None
+    run = {**DEFAULTS, **ckpt.config}
     try:
         texts = sample(
             ckpt.model,
             ckpt.vocab,
-            args.prime if args.prime is not None else config.prime,
-            args.length or config.sample_length,
-            temperature=args.temperature or config.temperature,
+            args.prime if args.prime is not None else run["prime"],
+            args.length or run["sample_length"],
+            temperature=args.temperature or run["temperature"],
             greedy=args.greedy,
             top_k=args.top_k,
             seed=args.seed,
             num=args.num,
         )
     except (ValueError, TypeError) as e:
-        raise _checked("", e) from None
+        raise _failed(e) from None
     print("\n\n".join(texts))
     return 0

@@ -67,18 +67,25 @@ class TrainConfig:
     dtype: str = "float32"
 
     def __post_init__(self) -> None:
+        # Each number is checked and stored as a plain int or float.
+        def keep(name: str, value: object) -> None:
+            object.__setattr__(self, name, value)
+
         for name in ("hidden_size", "steps", "rows", "epochs", "sample_length"):
-            check_int(getattr(self, name), name, minimum=1)
-        check_int(self.seed, "seed", minimum=0)
-        check_int(self.sample_every, "sample_every", minimum=0)
-        check_float(self.lr, "lr", positive=True)
-        check_float(self.temperature, "temperature", positive=True)
-        check_float(self.val_fraction, "val_fraction", positive=False)
+            keep(name, check_int(getattr(self, name), name, minimum=1))
+        for name in ("seed", "sample_every"):
+            keep(name, check_int(getattr(self, name), name, minimum=0))
+        for name in ("lr", "temperature"):
+            keep(name, check_float(getattr(self, name), name, positive=True))
+        keep(
+            "val_fraction",
+            check_float(self.val_fraction, "val_fraction", positive=False),
+        )
         if self.val_fraction >= 1:
             raise ValueError(f"val_fraction must be < 1, got {self.val_fraction}")
         for name in ("clip", "clip_norm"):
             if getattr(self, name) is not None:
-                check_float(getattr(self, name), name, positive=True)
+                keep(name, check_float(getattr(self, name), name, positive=True))
         if self.clip is not None and self.clip_norm is not None:
             raise ValueError("clip and clip_norm cannot both be set: choose one")
         if not isinstance(self.prime, str) or not self.prime:
@@ -342,7 +349,7 @@ class Trainer:
         )
         c, F = self.config, self.corpus.feeds_per_epoch
 
-        saved_at = None
+        saved_at: tuple[int, int] | None = None
 
         def save() -> None:
             nonlocal saved_at
