@@ -108,7 +108,7 @@ def test_resume_goes_on_in_the_same_file(trained, corpus_file, tmp_path, capsys)
         capsys, "train", corpus_file, "--resume", copy, "--epochs", 3
     )
     assert status == 0, err
-    assert out.splitlines()[0].startswith(f"rnnext: resuming {copy} (epoch 2, feed 0)")
+    assert out.splitlines()[0].startswith(f"rnnext: resuming {copy} (after epoch 2)")
     assert "epoch 3/3" in out and out.endswith(f"checkpoint saved to {copy}\n")
     assert load_checkpoint(copy).epoch == 3
 
@@ -232,6 +232,7 @@ def write(path, data):
         (lambda d: ["train", "--clip", "1", "--clip-norm", "1"], "cannot both be"),
         (lambda d: ["train", "--prime", "Thou\u20ac"], "prime 'Thou\u20ac': "),
         (lambda d: ["train", "--out", d / "no" / "c.npz"], "no such directory"),
+        (lambda d: ["train", "--out", d], "it is a directory"),
         (lambda d: ["train", "--threads", "0"], "--threads: must be at least 1"),
         (lambda d: ["sample", write(d / "c.npz", b"PK\3\4junk")], "not a usable"),
         (lambda d: ["sample", d], "is a directory"),
@@ -315,3 +316,17 @@ def test_a_pipe_gets_no_bar():
     assert out.getvalue() == (
         "epoch 1/3  train 2.2500  val 2.5000  bpc 3.60  92.0 k tok/s\n"
     )
+
+
+def test_a_failed_save_is_one_line(corpus_file, tmp_path, capsys, monkeypatch):
+    def fail(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("os.replace", fail)
+    out = tmp_path / "c.npz"
+    status, _, err = run_main(capsys, "train", corpus_file, *SMALL, "--out", out)
+    assert status == 1
+    assert (
+        err == f"rnnext: error: cannot save {out}: [Errno 28] No space left on device\n"
+    )
+    assert list(tmp_path.iterdir()) == []

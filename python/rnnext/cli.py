@@ -37,7 +37,7 @@ from rnnext.trainer import (
 
 DEFAULT_OUT = "rnnext-checkpoint.npz"
 DEFAULTS = TrainConfig().to_dict()
-EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 1, 130
+EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 
 
 class _Fail(Exception):
@@ -212,11 +212,13 @@ def _train(args: argparse.Namespace) -> int:
         set_num_threads(args.threads)
     if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
         raise _Fail("--plot needs matplotlib: pip install 'rnnext[plot]'")
-    for p in (args.out, args.plot):
-        if p is not None and not p.parent.is_dir():
-            raise _Fail(f"cannot write {p}: no such directory {p.parent}")
     corpus_path = args.file if args.file is not None else bundled_corpus_path()
     out: Path = args.out or args.resume or Path(DEFAULT_OUT)
+    for p in (out, args.plot):
+        if p is not None and not p.parent.is_dir():
+            raise _Fail(f"cannot write {p}: no such directory {p.parent}")
+        if p is not None and p.is_dir():
+            raise _Fail(f"cannot write {p}: it is a directory")
     given = {
         field: getattr(args, field)
         for _, field, _, _ in _CONFIG_FLAGS
@@ -229,7 +231,7 @@ def _train(args: argparse.Namespace) -> int:
         f"{k}={v}" for k, v in c.to_dict().items() if v is not None and k != "prime"
     )
     where = (
-        f"resuming {args.resume} (epoch {trainer.epoch}, feed {trainer.feed}) on"
+        f"resuming {args.resume} ({_position(trainer.epoch, trainer.feed)}) on"
         if args.resume
         else "training on"
     )
@@ -263,7 +265,11 @@ def _train(args: argparse.Namespace) -> int:
             f"--clip-norm (say 5); {kept}",
             file=sys.stderr,
         )
-        return EXIT_DIVERGED
+        return EXIT_FAILED
+    except OSError as e:  # the checkpoint could not be written
+        report.clear()
+        print(f"rnnext: error: cannot save {out}: {e}", file=sys.stderr)
+        return EXIT_FAILED
     report.clear()
     seconds = time.perf_counter() - started
 
