@@ -181,7 +181,7 @@ def _members(c: Checkpoint) -> dict[str, np.ndarray]:
     vals = [e.val for e in c.history]
     if any(v is None for v in vals) and any(v is not None for v in vals):
         raise ValueError("history must have a validation loss for all epochs or none")
-    init = getattr(opt, "initial_accumulator", 0.1)  # not kept by every Adagrad
+    init = opt.initial_accumulator
     hyper = {
         "lr": opt.lr,
         "eps": opt.eps,

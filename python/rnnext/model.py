@@ -210,6 +210,7 @@ class Adagrad:
         self.lr = check_float(lr, "lr", positive=True)
         self.eps = check_float(eps, "eps", positive=False)
         init = check_float(initial_accumulator, "initial_accumulator", positive=False)
+        self.initial_accumulator = init
         if init == 0 and self.eps == 0:
             raise ValueError(
                 "initial_accumulator and eps cannot both be 0: the first "
