@@ -89,7 +89,7 @@ def measure_peak(override: float | None) -> tuple[float, str]:
     return max(found), "measured: a loop of independent FMAs, 1 thread"
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="rnnext, NumPy and PyTorch, interleaved, as Markdown tables"
     )
@@ -100,36 +100,87 @@ def main() -> None:
     p.add_argument("--peak", type=float, help="GFLOP/s per core, not measured")
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--no-job", action="store_true")
-    args = p.parse_args()
+    return p.parse_args()
 
+
+def step_table(steps: dict[str, dict[str, Any]], times: Times, limit: float) -> str:
+    impls = [i for i in ("rnnext", "numpy", "torch") if i in next(iter(steps.values()))]
+    label = {"rnnext": "rnnext", "numpy": "NumPy", "torch": "PyTorch"}
+    header = ["config (H, B, T)", "FLOP/token"]
+    header += [f"{label[i]} tok/s" for i in impls]
+    header += [f"rnnext / {label[i]}" for i in impls[1:]]
+    header += [f"{label[i]} % of limit" for i in impls] + ["spread"]
+    _, V = w.corpus_ids()
+    rows = []
+    for config, runs in steps.items():
+        H, B, T = w.CONFIGS[config]
+        F = w.flop_per_token(H, V)
+        r = {i: rate(runs[i], times) for i in impls}
+        row = [f"{config} ({H}, {B}, {T})", f"{F / 1e3:.1f} k"]
+        row += [si(r[i]) for i in impls]
+        row += [f"{r['rnnext'] / r[i]:.2f}" for i in impls[1:]]
+        row += [f"{100 * r[i] * F / limit:.1f}" for i in impls]
+        row.append(f"{max(spread(times[id(runs[i])]) for i in impls):.0%}")
+        rows.append(row)
+    return table(header, rows)
+
+
+def job_table(torch: Any) -> str:
+    """The Trainer's whole run, measured; step loops timed on a few epochs."""
+    job = w.TrainerJob()
+    t0 = time.perf_counter()
+    means = job()
+    dt = time.perf_counter() - t0
+    w.check_job(means, job.V)
+    epochs = len(means)
+    rows = [[job.name, f"{dt:.1f} s (measured)", si(job.tokens / dt)]]
+    rows[-1].append(f"{means[-1]:.3f}")
+    for impl, n in [("rnnext", 5), ("numpy", 1)] + ([("torch", 1)] if torch else []):
+        loop = w.StepLoop(impl, epochs=n)
+        t0 = time.perf_counter()
+        loop_means = loop()
+        loop_dt = time.perf_counter() - t0
+        w.check_job(loop_means, loop.V)
+        rows.append(
+            [
+                f"{loop.impl.name}, one step() per feed",
+                f"{loop_dt * epochs / n:.1f} s ({n} epoch(s) x {epochs / n:g})",
+                si(loop.tokens / loop_dt),
+                f"{loop_means[-1]:.3f} (epoch {n})",
+            ]
+        )
+    header = ["implementation", "time for 100 epochs", "train tok/s", "last loss"]
+    return table(header, rows)
+
+
+def main() -> None:
+    args = parse_args()
     cores = len(os.sched_getaffinity(0))
     print("\n".join(w.machine_report()))
     print(f"load average before: {os.getloadavg()}")
     gflops, how = measure_peak(args.peak)
     print(f"peak: {gflops:.1f} GFLOP/s per core ({how}), {cores} cores")
+    limit = gflops * 1e9 * cores
     torch = None if args.no_torch else w.torch_or_none()
 
     # Build and check every workload before timing any.
-    _, V = w.corpus_ids()
-    steps: dict[str, dict[str, Any]] = {}
-    extras: list[Any] = []
-    for config in args.configs:
-        impls = ["rnnext", "numpy"] + (["torch"] if torch else [])
-        steps[config] = {i: w.step_run(i, config) for i in impls}
-        steps[config]["f64"] = w.step_run("rnnext", config, dtype="float64")
-    one_thread = w.step_run("rnnext", "tutorial", threads=1)
-    two_threads = steps.get("tutorial", {}).get("rnnext") or w.step_run(
-        "rnnext", "tutorial"
-    )
-    samples = []
-    for greedy in (True, False):
-        if w.sampler() is not None:
-            samples.append(w.sample_run("rnnext", greedy, 20_000))
-        samples.append(w.sample_run("numpy", greedy, 500))
-    extras = [one_thread, *samples]
-    if "tutorial" not in steps:
-        extras.append(two_threads)
-    everything = [x for runs in steps.values() for x in runs.values()] + extras
+    impls = ["rnnext", "numpy"] + (["torch"] if torch else [])
+    steps = {c: {i: w.step_run(i, c) for i in impls} for c in args.configs}
+    f64 = {c: w.step_run("rnnext", c, dtype="float64") for c in args.configs}
+    chunked = {c: w.StepsRun(c) for c in args.configs}
+    threads = {
+        (impl, n): w.step_run(impl, "tutorial", threads=n)
+        for impl in ["rnnext"] + (["torch"] if torch else [])
+        for n in (1, 2)
+    }
+    samples = [
+        w.sample_run(impl, greedy, length)
+        for greedy in (True, False)
+        for impl, length in (("rnnext", 20_000), ("numpy", 500))
+        if impl == "numpy" or w.has_sampler()
+    ]
+    everything = [x for runs in steps.values() for x in runs.values()]
+    everything += [*f64.values(), *chunked.values(), *threads.values(), *samples]
     print(f"{len(everything)} workloads checked; measuring", flush=True)
 
     t0 = time.perf_counter()
@@ -138,75 +189,39 @@ def main() -> None:
     print(f"load average after: {os.getloadavg()}")
     noise = sorted(spread(ts) for ts in times.values())
     print(
-        f"{args.rounds} rounds in {elapsed:.0f} s; interquartile range / median "
-        f"of a workload's rounds: median {statistics.median(noise):.1%}, "
-        f"worst {noise[-1]:.1%}\n"
+        f"{args.rounds} rounds in {elapsed:.0f} s; spread (interquartile range "
+        f"/ median of a workload's rounds): median {statistics.median(noise):.1%}"
+        f", worst {noise[-1]:.1%}\n"
     )
 
-    limit = gflops * 1e9 * cores
-    header = ["config (H, B, T)", "FLOP/token", "rnnext tok/s", "NumPy tok/s"]
-    if torch:
-        header.append("PyTorch tok/s")
-    header += ["rnnext / NumPy"] + (["rnnext / PyTorch"] if torch else [])
-    header += [f"% of {cores}-core limit: rnnext", "NumPy"]
-    header += (["PyTorch"] if torch else []) + ["spread"]
+    print(f"One Adagrad step, float32, median tokens/s; limit: {cores} cores\n")
+    print(step_table(steps, times, limit) + "\n")
+
     rows = []
-    for config, runs in steps.items():
-        H, B, T = w.CONFIGS[config]
-        F = w.flop_per_token(H, V)
-        impls = [i for i in ("rnnext", "numpy", "torch") if i in runs]
-        r = {i: rate(runs[i], times) for i in impls}
-        row = [f"{config} ({H}, {B}, {T})", f"{F / 1e3:.1f} k"]
-        row += [si(r[i]) for i in impls]
-        row += [f"{r['rnnext'] / r[i]:.2f}" for i in impls[1:]]
-        row += [f"{100 * r[i] * F / limit:.1f}" for i in impls]
-        row.append(f"{max(spread(times[id(runs[i])]) for i in impls):.0%}")
-        rows.append(row)
-    print("One Adagrad step, float32, median tokens per second\n")
+    for c, runs in steps.items():
+        r1, r64, r25 = (rate(x, times) for x in (runs["rnnext"], f64[c], chunked[c]))
+        rows.append([c, si(r1), si(r64), f"{r1 / r64:.2f}", si(r25), f"{r25 / r1:.2f}"])
+    print("rnnext: float64, and 25 feeds per call (Adagrad.steps)\n")
+    header = ["config", "float32 step()", "float64 step()", "f32 / f64"]
+    print(table(header + ["float32 steps(25)", "steps / step"], rows) + "\n")
+
+    _, V = w.corpus_ids()
+    F = w.flop_per_token(w.CONFIGS["tutorial"][0], V)
+    rows = []
+    for (impl, n), x in threads.items():
+        r = rate(x, times)
+        rows.append([impl, str(n), si(r), f"{100 * r * F / (gflops * 1e9 * n):.1f}"])
+    print("Threads at the tutorial size\n")
+    header = ["implementation", "threads", "tok/s", "% of those cores' limit"]
     print(table(header, rows) + "\n")
 
-    rows = []
-    for config, runs in steps.items():
-        r32, r64 = rate(runs["rnnext"], times), rate(runs["f64"], times)
-        rows.append([config, si(r32), si(r64), f"{r32 / r64:.2f}"])
-    print("rnnext float32 against float64\n")
-    print(table(["config", "float32 tok/s", "float64 tok/s", "ratio"], rows))
-
-    H, B, T = w.CONFIGS["tutorial"]
-    F = w.flop_per_token(H, V)
-    r1, r2 = rate(one_thread, times), rate(two_threads, times)
-    print("\nrnnext threads at the tutorial size\n")
-    print(
-        table(
-            ["threads", "tok/s", "% of limit of those cores"],
-            [
-                ["1", si(r1), f"{100 * r1 * F / (gflops * 1e9):.1f}"],
-                [str(w.THREADS), si(r2), f"{100 * r2 * F / limit:.1f}"],
-                ["speed-up", f"{r2 / r1:.2f}", ""],
-            ],
-        )
-    )
-
     rows = [[x.name, si(rate(x, times))] for x in samples]
-    print("\nSampling one stream at H=16, characters per second\n")
-    print(table(["sampler", "chars/s"], rows))
+    print("Sampling one stream at H=16, characters per second\n")
+    print(table(["sampler", "chars/s"], rows) + "\n")
 
     if not args.no_job:
-        print("\nThe tutorial's whole job: 100 epochs of (16, 200, 10)\n")
-        rows = []
-        for impl, epochs in [("rnnext", 100), ("numpy", 1)] + (
-            [("torch", 1)] if torch else []
-        ):
-            job = w.Job(impl, epochs=epochs)
-            t0 = time.perf_counter()
-            means = job()
-            dt = time.perf_counter() - t0
-            w.check_job(means, job.V)
-            full = dt * 100 / epochs
-            kind = "measured" if epochs == 100 else "1 epoch x 100"
-            rows.append([job.impl.name, f"{full:.1f} s ({kind})", si(job.tokens / dt)])
-            rows[-1].append(f"{means[-1]:.3f}")
-        print(table(["implementation", "time", "tok/s", "last epoch loss"], rows))
+        print("The tutorial's whole job: TrainConfig() on the bundled corpus\n")
+        print(job_table(torch))
 
 
 if __name__ == "__main__":

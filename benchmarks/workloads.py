@@ -18,6 +18,7 @@ import numpy as np
 
 import rnnext
 from rnnext import reference as ref
+from rnnext.trainer import Progress
 
 CONFIGS = {  # name: (H, B, T)
     "tutorial": (16, 200, 10),
@@ -27,7 +28,7 @@ CONFIGS = {  # name: (H, B, T)
 NAMES = ref.PARAM_NAMES
 LR, INITIAL_ACCUMULATOR, EPS = 0.1, 0.1, 1e-10
 TOL = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
-FEEDS = 32  # consecutive feeds a step benchmark cycles through
+FEEDS = 50  # consecutive feeds a step benchmark cycles through
 THREADS = 2  # for every implementation, unless a benchmark says otherwise
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,7 +110,9 @@ def _as_float64(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: np.array(params[k], dtype=np.float64) for k in NAMES}
 
 
-def rnnext_impl(V: int, H: int, dtype: Any = np.float32, threads: int = THREADS):
+def rnnext_impl(
+    V: int, H: int, dtype: Any = np.float32, threads: int = THREADS
+) -> Impl:
     model = rnnext.CharRNN(V, H, seed=0, dtype=dtype)
     opt = rnnext.Adagrad(model, LR, INITIAL_ACCUMULATOR, EPS)
 
@@ -175,6 +178,8 @@ def torch_impl(V: int, H: int, threads: int = THREADS) -> Impl:
     )
 
     def step(X, Y, h):
+        if torch.get_num_threads() != threads:  # another Impl changed it
+            torch.set_num_threads(threads)
         out, h_T = rnn(F.one_hot(X, V).to(torch.float32), h)  # (B, T, H)
         logits = linear(out)  # (B, T, V)
         loss = F.cross_entropy(logits.reshape(-1, V), Y.reshape(-1))
@@ -200,7 +205,7 @@ def torch_impl(V: int, H: int, threads: int = THREADS) -> Impl:
             return {k: w.numpy().astype(np.float64) for k, w in pairs.items()}
 
     return Impl(
-        name="PyTorch",
+        name="PyTorch" if threads == THREADS else f"PyTorch, {threads} thread",
         dtype=np.dtype(np.float32),
         step=step,
         zero_state=lambda B: torch.zeros(1, B, H),
@@ -265,43 +270,71 @@ def step_run(impl: str, config: str, **options: Any) -> Run:
     return Run(made, fs)
 
 
+class StepsRun:
+    """rnnext's Adagrad.steps: `count` consecutive feeds in one call, as the
+    Trainer makes them, cycling through the first FEEDS feeds.
+
+    Checked on construction: the first step against the oracle, and one call
+    against `count` calls of Adagrad.step on a twin model.
+    """
+
+    def __init__(self, config: str, count: int = 25):
+        H, B, self.T = CONFIGS[config]
+        ids, V = corpus_ids()
+        corpus = rnnext.Corpus(ids, B, self.T)
+        self.rows, self.count = corpus.train_rows(), count
+        check_step(rnnext_impl(V, H), *corpus.feed(0))
+
+        self.model = rnnext.CharRNN(V, H, seed=0)
+        self.opt = rnnext.Adagrad(self.model, LR, INITIAL_ACCUMULATOR, EPS)
+        twin = rnnext.CharRNN(V, H, seed=0)
+        twin_opt = rnnext.Adagrad(twin, LR, INITIAL_ACCUMULATOR, EPS)
+        rnnext.set_num_threads(THREADS)
+        h, expected = twin.zero_state(B), []
+        for i in range(count):
+            loss, h = twin_opt.step(*corpus.feed(i), h)
+            expected.append(loss)
+        self.h0 = self.model.zero_state(B)
+        losses, h_T = self.opt.steps(self.rows, self.T, 0, count, self.h0)
+        tol = TOL[np.dtype(np.float32)]
+        assert_close(losses, expected, tol, "Adagrad.steps losses")
+        assert_close(h_T, h, tol, "Adagrad.steps h_T")
+        for k in NAMES:
+            assert_close(self.model.params[k], twin.params[k], tol, f"steps {k}")
+
+        self.name = f"rnnext, {count} feeds a call"
+        self.tokens = count * B * self.T
+        self.start, self.h = count, h_T
+
+    def __call__(self) -> float:
+        rnnext.set_num_threads(THREADS)
+        if self.start + self.count > FEEDS:
+            self.start, self.h = 0, self.h0
+        losses, self.h = self.opt.steps(
+            self.rows, self.T, self.start, self.count, self.h
+        )
+        self.start += self.count
+        return float(losses[-1])
+
+
 # ---------------------------------------------------------------------------
 # Sampling
 
 
-def trained_params(H: int = 16, steps: int = 200) -> dict[str, np.ndarray]:
-    """float32 params after a few tutorial-sized steps, so sampling is real."""
-    _, V = corpus_ids()
-    model = rnnext.CharRNN(V, H, seed=0)
+@cache
+def trained(H: int = 16, steps: int = 200) -> tuple[rnnext.CharRNN, rnnext.Vocabulary]:
+    """A float32 model after a few tutorial-sized steps, so sampling is real."""
+    corpus, vocab = rnnext.load_corpus(CORPUS, *CONFIGS["tutorial"][1:])
+    model = rnnext.CharRNN(len(vocab), H, seed=0)
     opt = rnnext.Adagrad(model, LR, INITIAL_ACCUMULATOR, EPS)
-    _, B, T = CONFIGS["tutorial"]
-    corpus = rnnext.Corpus(corpus_ids()[0], B, T)
-    h = model.zero_state(B)
+    h = model.zero_state(corpus.rows)
     for i in range(steps):
         _, h = opt.step(*corpus.feed(i % corpus.feeds_per_epoch), h)
-    return {k: model.params[k].copy() for k in NAMES}
+    return model, vocab
 
 
-def sampler() -> Callable[..., np.ndarray] | None:
-    """The compiled sampler, or None while rnnext has none."""
-    return getattr(rnnext._core, "sample", None)
-
-
-def sample_rnnext(params, prime, length, greedy, seed=0, temperature=1.0):
-    sample = sampler()
-    assert sample is not None, "rnnext has no compiled sampler"
-    out = sample(
-        *(params[k] for k in NAMES),
-        np.asarray(prime, dtype=np.int32),
-        length,
-        temperature,
-        greedy,
-        0,
-        seed,
-        1,
-        1,
-    )
-    return out[0]
+def has_sampler() -> bool:
+    return hasattr(rnnext, "sample")
 
 
 def _oracle_logits(params, prime, ids) -> np.ndarray:
@@ -360,69 +393,121 @@ class SampleRun:
     """One call generates `tokens` characters from one stream."""
 
     name: str
-    call: Callable[[], np.ndarray]
+    call: Callable[[], Any]
     tokens: int
 
-    def __call__(self) -> np.ndarray:
+    def __call__(self) -> Any:
         return self.call()
 
 
 def sample_run(impl: str, greedy: bool, length: int) -> SampleRun:
-    """A checked SampleRun of "rnnext" or "numpy" (the oracle's sampler)."""
-    params = trained_params()
-    prime = corpus_ids()[0][:8].astype(np.int32)
+    """A checked SampleRun: "rnnext" (rnnext.sample) or "numpy" (the oracle's).
+
+    rnnext's call returns the text, the oracle's the ids; both start from
+    the prime "ROMEO:" at temperature 1.
+    """
+    model, vocab = trained()
+    params = {k: model.params[k] for k in NAMES}
+    prime = "ROMEO:"
+    prime_ids = vocab.encode(prime).astype(np.int32)
     mode = "greedy" if greedy else "weighted"
     if impl == "rnnext":
-        if sampler() is None:
-            raise LookupError("rnnext has no compiled sampler yet")
+        if not has_sampler():
+            raise LookupError("rnnext has no sampler yet")
 
-        def call():
-            return sample_rnnext(params, prime, length, greedy)
+        def call() -> list[str]:
+            return rnnext.sample(model, vocab, prime, length, greedy=greedy)
 
-        check = sample_rnnext(params, prime, max(length, 4000), greedy)
+        def ids(n: int, seed: int = 0) -> np.ndarray:
+            (text,) = rnnext.sample(model, vocab, prime, n, greedy=greedy, seed=seed)
+            return vocab.encode(text[len(prime) :])
+
+        check = ids(max(length, 4000))
         if not greedy:
-            again = sample_rnnext(params, prime, max(length, 4000), greedy)
+            again = ids(max(length, 4000))
             assert np.array_equal(check, again), "the same seed drew other ids"
+            other = ids(max(length, 4000), seed=1)
+            assert not np.array_equal(check, other), "seeds 0 and 1 drew the same"
         name = f"rnnext {mode}"
     else:
         rng = np.random.default_rng(0)
 
-        def call():
-            return ref.sample(params, prime, length, greedy=greedy, rng=rng)
+        def call() -> np.ndarray:
+            return ref.sample(params, prime_ids, length, greedy=greedy, rng=rng)
 
         check = call()
         name = f"NumPy {mode}"
-    (check_greedy if greedy else check_weighted)(params, prime, check)
+    (check_greedy if greedy else check_weighted)(params, prime_ids, check)
     return SampleRun(name, call, length)
 
 
 # ---------------------------------------------------------------------------
-# The tutorial's whole job
+# The tutorial's whole job: TrainConfig()'s defaults, on the bundled corpus
 
 
-class Job:
-    """Epochs of the tutorial size on the bundled corpus, as a plain loop of
-    steps: h_T carried from feed to feed and reset at each epoch.
+def _tutorial_corpus() -> tuple[rnnext.TrainConfig, rnnext.Corpus, rnnext.Vocabulary]:
+    config = rnnext.TrainConfig()
+    corpus, vocab = rnnext.load_corpus(
+        rnnext.bundled_corpus_path(),
+        config.rows,
+        config.steps,
+        val_fraction=config.val_fraction,
+    )
+    return config, corpus, vocab
 
-    A call runs it and returns each epoch's mean loss; with max_feeds every
-    epoch stops after that many feeds. The first step is checked against
-    the oracle on construction, on a model of its own.
+
+class TrainerJob:
+    """rnnext.Trainer with the tutorial's TrainConfig: its epochs of training,
+    validation after each and a sample every 10, as `rnnext train` runs it.
+
+    A call runs it (with max_feeds, only that many feeds) and returns the
+    epochs' mean training losses, or the running loss if none finished.
+    tokens counts training tokens only. The first step of the same model is
+    checked against the oracle on construction.
     """
 
-    def __init__(
-        self, impl: str = "rnnext", epochs: int = 100, max_feeds: int | None = None
-    ):
-        H, self.B, T = CONFIGS["tutorial"]
-        path = rnnext.bundled_corpus_path()
-        self.corpus, vocab = rnnext.load_corpus(path, self.B, T)
-        self.V = len(vocab)
+    def __init__(self, max_feeds: int | None = None):
+        config, corpus, self.vocab = _tutorial_corpus()
+        self.V = len(self.vocab)
+        check_step(rnnext_impl(self.V, config.hidden_size), *corpus.feed(0))
+        self.trainer = rnnext.Trainer(config, corpus, self.vocab)
+        self.max_feeds = max_feeds
+        F = corpus.feeds_per_epoch
+        feeds = config.epochs * F if max_feeds is None else min(max_feeds, F)
+        self.tokens = feeds * config.rows * config.steps
+        self.name = f"rnnext Trainer, {config.epochs} epochs"
+
+    def __call__(self) -> list[float]:
+        rnnext.set_num_threads(THREADS)
+        running: list[float] = []
+
+        def on_event(event: Any) -> None:
+            if isinstance(event, Progress):
+                running.append(event.loss)
+
+        self.trainer.train(on_event=on_event, max_feeds=self.max_feeds)
+        return [e.train for e in self.trainer.history] or running[-1:]
+
+
+class StepLoop:
+    """The tutorial's training part as a plain loop of one step per feed, h_T
+    carried and reset at each epoch; no validation or sampling.
+
+    A call runs `epochs` epochs (each cut to max_feeds feeds if given) and
+    returns their mean losses. The first step is checked against the
+    oracle on construction, on a model of its own.
+    """
+
+    def __init__(self, impl: str, epochs: int, max_feeds: int | None = None):
+        config, self.corpus, vocab = _tutorial_corpus()
+        self.V, H, self.B = len(vocab), config.hidden_size, config.rows
         check_step(IMPLS[impl](self.V, H), *self.corpus.feed(0))
         self.impl = IMPLS[impl](self.V, H)
-        self.name = f"{self.impl.name}, {epochs} epochs"
+        self.name = f"{self.impl.name} step loop, {epochs} epochs"
         self.epochs = epochs
         F = self.corpus.feeds_per_epoch
         self.feeds = F if max_feeds is None else min(max_feeds, F)
-        self.tokens = epochs * self.feeds * self.B * T
+        self.tokens = epochs * self.feeds * self.B * config.steps
 
     def __call__(self) -> list[float]:
         step, feed = self.impl.step, self.impl.feed
@@ -438,6 +523,7 @@ class Job:
 
 def check_job(means: list[float], V: int) -> None:
     """Training lowered the loss below that of a uniform guess, ln V."""
+    assert means, "the job reported no loss"
     assert all(math.isfinite(m) for m in means), f"non-finite epoch loss: {means}"
     assert means[-1] < math.log(V), (
         f"last epoch's loss {means[-1]:.3f} is not below ln V = {math.log(V):.3f}"
