@@ -12,24 +12,22 @@
 // polynomials rather than libm's. The x86-64-v3 and -v4 builds agree bit for
 // bit; the baseline build has no FMA, so its roundings, and after a long
 // run its text, can differ.
+#include <omp.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
-#include <omp.h>
-
 #include <algorithm>
-#include <functional>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <string>
 #include <vector>
 
 namespace py = pybind11;
 
-namespace {
-
+// Helpers are inlined into each instruction-set clone of the entry points.
 #define RNNEXT_INLINE inline __attribute__((always_inline))
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define RNNEXT_CLONES \
@@ -37,6 +35,8 @@ namespace {
 #else
 #define RNNEXT_CLONES
 #endif
+
+namespace {
 
 // ---------------------------------------------------------------------------
 // Random numbers: splitmix64 seeds a xoshiro256** generator per stream.
@@ -81,9 +81,9 @@ struct Rng {
 };
 
 // ---------------------------------------------------------------------------
-// exp and tanh for x <= 0, written so that the loops calling them vectorise.
-// x = n ln2 + r with |r| <= ln2 / 2; e^r - 1 is a Taylor polynomial whose
-// truncation error is below the type's rounding error.
+// e^x for x <= 0 and tanh, free of branches so that loops calling them
+// vectorise. x = n ln2 + r with |r| <= ln2 / 2, and e^r - 1 is a Taylor
+// polynomial whose truncation error is below the type's rounding error.
 
 template <typename F>
 struct Poly;
@@ -92,7 +92,7 @@ template <>
 struct Poly<float> {
   using Bits = int32_t;
   static constexpr int mantissa = 23, bias = 127, degree = 7;
-  static constexpr float magic = 0x1.8p23f;  // adding it rounds to integer
+  static constexpr float magic = 0x1.8p23f;  // t + magic rounds t to integer
   static constexpr float log2e = 0x1.715476p+0f;
   static constexpr float ln2_hi = 0x1.63p-1f;  // n * ln2_hi is exact
   static constexpr float ln2_lo = -0x1.bd0106p-13f;
@@ -110,11 +110,24 @@ struct Poly<double> {
   static constexpr double lowest = -708.0;
 };
 
-// Returns 2^n and e^r - 1 for x = n ln2 + r; x must be >= Poly<F>::lowest.
+template <typename F>
+RNNEXT_INLINE typename Poly<F>::Bits to_bits(F x) {
+  typename Poly<F>::Bits b;
+  std::memcpy(&b, &x, sizeof b);
+  return b;
+}
+
+template <typename F>
+RNNEXT_INLINE F from_bits(typename Poly<F>::Bits b) {
+  F x;
+  std::memcpy(&x, &b, sizeof x);
+  return x;
+}
+
+// 2^n and e^r - 1 for x = n ln2 + r; x must be >= Poly<F>::lowest.
 template <typename F>
 RNNEXT_INLINE void exp_parts(F x, F& scale, F& em1) {
   using P = Poly<F>;
-  using Bits = typename P::Bits;
 
   F t = x * P::log2e + P::magic;
   F n = t - P::magic;
@@ -131,30 +144,16 @@ RNNEXT_INLINE void exp_parts(F x, F& scale, F& em1) {
   for (int k = P::degree - 2; k >= 0; --k) q = q * r + coef[k];
   em1 = q * r;
 
-  // The low mantissa bits of t hold n; build 2^n from them.
-  Bits tb, mb;
-  std::memcpy(&tb, &t, sizeof tb);
-  F m = P::magic;
-  std::memcpy(&mb, &m, sizeof mb);
-  Bits sb = (tb - mb + P::bias) << P::mantissa;
-  std::memcpy(&scale, &sb, sizeof scale);
+  // The low mantissa bits of t hold n; 2^n is n + bias in the exponent.
+  scale =
+      from_bits<F>((to_bits(t) - to_bits(P::magic) + P::bias) << P::mantissa);
 }
 
 // The bits of |x|: as integers they order like |x|, and selects on them,
 // unlike selects on floats, never stop the vectoriser.
 template <typename F>
 RNNEXT_INLINE typename Poly<F>::Bits magnitude(F x) {
-  using Bits = typename Poly<F>::Bits;
-  Bits b;
-  std::memcpy(&b, &x, sizeof b);
-  return b & std::numeric_limits<Bits>::max();
-}
-
-template <typename F>
-RNNEXT_INLINE F from_bits(typename Poly<F>::Bits b) {
-  F x;
-  std::memcpy(&x, &b, sizeof x);
-  return x;
+  return to_bits(x) & std::numeric_limits<typename Poly<F>::Bits>::max();
 }
 
 // -min(|x|, -lowest), which exp_parts accepts; over is all ones where |x|
@@ -192,13 +191,28 @@ RNNEXT_INLINE F tanh_poly(F y) {
 // ---------------------------------------------------------------------------
 // The kernel. It trusts its inputs: the binding layer has checked them.
 //
-// Every loop over H or V runs over whole blocks of kLanes columns: the
-// weights are copied once per call into arrays whose rows are padded to
-// Hp, Vp (multiples of kLanes), so the compiler sees fixed-width loops with
-// no remainder. Padding columns hold 0, except b_softmax's, which hold -inf
-// so that padded logits are never chosen.
+// Products run over blocks of kLanes<F> columns, 64 bytes: one AVX-512
+// register, two AVX2 or four SSE2 ones. The weights are copied once per call
+// into rows padded to Hp, Vp (multiples of kLanes<F>), so no loop has a
+// remainder. Padding holds 0, except in b_softmax, where it holds -inf so
+// that padded logits are never chosen.
 
-constexpr int64_t kLanes = 16;
+template <typename F>
+constexpr int64_t kLanes = 64 / sizeof(F);
+
+template <typename F>
+struct BlockOf {
+  typedef F type __attribute__((vector_size(64)));
+};
+template <typename F>
+using Block = typename BlockOf<F>::type;
+
+// Unaligned load of one block. Blocks pass by reference only: by value they
+// would have a different calling convention in each clone.
+template <typename F>
+RNNEXT_INLINE void load(Block<F>& b, const F* p) {
+  std::memcpy(&b, p, sizeof b);
+}
 
 template <typename F>
 struct Net {
@@ -219,53 +233,52 @@ struct Plan {
   uint64_t seed;
 };
 
-// acc[0:kLanes] += x[0:n] @ W[0:n, 0:kLanes] for W with row stride ld.
-// Four partial sums shorten the chain of dependent adds.
+// y[0:kLanes] = bias[0:kLanes] + x[0:n] @ W[0:n, 0:kLanes] for W with row
+// stride ld; y may be bias. Four partial sums shorten the chain of
+// dependent adds.
 template <typename F>
-RNNEXT_INLINE void accumulate(F* __restrict acc, const F* __restrict x,
-                              const F* __restrict W, int64_t n, int64_t ld) {
-  F part[3][kLanes] = {};
+RNNEXT_INLINE void affine_block(F* y, const F* bias, const F* __restrict x,
+                                const F* __restrict W, int64_t n, int64_t ld) {
+  Block<F> a0, a1 = {}, a2 = {}, a3 = {}, w0, w1, w2, w3;
+  load(a0, bias);
   int64_t i = 0;
   for (; i + 4 <= n; i += 4) {
-    const F* __restrict w = W + i * ld;
-    for (int64_t l = 0; l < kLanes; ++l) {
-      acc[l] += x[i] * w[l];
-      part[0][l] += x[i + 1] * w[ld + l];
-      part[1][l] += x[i + 2] * w[2 * ld + l];
-      part[2][l] += x[i + 3] * w[3 * ld + l];
-    }
+    load(w0, W + i * ld);
+    load(w1, W + (i + 1) * ld);
+    load(w2, W + (i + 2) * ld);
+    load(w3, W + (i + 3) * ld);
+    a0 += x[i] * w0;
+    a1 += x[i + 1] * w1;
+    a2 += x[i + 2] * w2;
+    a3 += x[i + 3] * w3;
   }
-  for (; i < n; ++i)
-    for (int64_t l = 0; l < kLanes; ++l) acc[l] += x[i] * W[i * ld + l];
-  for (int64_t l = 0; l < kLanes; ++l)
-    acc[l] = (acc[l] + part[0][l]) + (part[1][l] + part[2][l]);
+  for (; i < n; ++i) {
+    load(w0, W + i * ld);
+    a0 += x[i] * w0;
+  }
+  a0 = (a0 + a1) + (a2 + a3);
+  std::memcpy(y, &a0, sizeof a0);
 }
 
 // h_next = tanh(W_input[x] + h @ W_hidden + b_hidden)
 template <typename F>
 RNNEXT_INLINE void recur(F* __restrict h_next, const F* __restrict h,
                          const Net<F>& net, int32_t x) {
-  const F* __restrict w_x = net.W_input + x * net.Hp;
-  for (int64_t j = 0; j < net.Hp; j += kLanes) {
-    F acc[kLanes];
-    for (int64_t l = 0; l < kLanes; ++l)
-      acc[l] = w_x[j + l] + net.b_hidden[j + l];
-    accumulate(acc, h, net.W_hidden + j, net.H, net.Hp);
+  const F* w_x = net.W_input + x * net.Hp;
+  for (int64_t j = 0; j < net.Hp; ++j) h_next[j] = w_x[j] + net.b_hidden[j];
+  for (int64_t j = 0; j < net.Hp; j += kLanes<F>)
+    affine_block(h_next + j, h_next + j, h, net.W_hidden + j, net.H, net.Hp);
 #pragma omp simd
-    for (int64_t l = 0; l < kLanes; ++l) h_next[j + l] = tanh_poly(acc[l]);
-  }
+  for (int64_t j = 0; j < net.Hp; ++j) h_next[j] = tanh_poly(h_next[j]);
 }
 
 // logits = h @ W_softmax + b_softmax
 template <typename F>
 RNNEXT_INLINE void project(F* __restrict logits, const F* __restrict h,
                            const Net<F>& net) {
-  for (int64_t v = 0; v < net.Vp; v += kLanes) {
-    F acc[kLanes];
-    for (int64_t l = 0; l < kLanes; ++l) acc[l] = net.b_softmax[v + l];
-    accumulate(acc, h, net.W_softmax + v, net.H, net.Vp);
-    for (int64_t l = 0; l < kLanes; ++l) logits[v + l] = acc[l];
-  }
+  for (int64_t v = 0; v < net.Vp; v += kLanes<F>)
+    affine_block(logits + v, net.b_softmax + v, h, net.W_softmax + v, net.H,
+                 net.Vp);
 }
 
 // Largest element; its sign of zero may vary, which no caller depends on.
@@ -277,15 +290,16 @@ RNNEXT_INLINE F max_of(const F* __restrict x, int64_t n) {
   return m;
 }
 
-// Sum in double over kLanes fixed lanes, so the result does not depend on
-// the vector width. n is a multiple of kLanes.
+// Sum in double over kLanes<F> fixed lanes, so that the result does not
+// depend on the vector width. n is a multiple of kLanes<F>.
 template <typename F>
 RNNEXT_INLINE double sum_of(const F* __restrict x, int64_t n) {
-  double lane[kLanes] = {};
-  for (int64_t v = 0; v < n; v += kLanes)
-    for (int64_t l = 0; l < kLanes; ++l) lane[l] += double(x[v + l]);
+  constexpr int64_t K = kLanes<F>;
+  double lane[K] = {};
+  for (int64_t v = 0; v < n; v += K)
+    for (int64_t l = 0; l < K; ++l) lane[l] += double(x[v + l]);
   double s = 0;
-  for (int64_t l = 0; l < kLanes; ++l) s += lane[l];
+  for (int64_t l = 0; l < K; ++l) s += lane[l];
   return s;
 }
 
@@ -303,9 +317,7 @@ RNNEXT_INLINE int32_t argmax(const F* __restrict logits, int64_t V,
 template <typename F>
 RNNEXT_INLINE typename Poly<F>::Bits order_key(F x) {
   using Bits = typename Poly<F>::Bits;
-  F y = x + F(0);  // -0 becomes +0
-  Bits b;
-  std::memcpy(&b, &y, sizeof b);
+  Bits b = to_bits(x + F(0));  // -0 becomes +0
   return b < 0 ? b ^ std::numeric_limits<Bits>::max() : b;
 }
 
@@ -361,8 +373,7 @@ RNNEXT_INLINE int32_t choose(F* __restrict p,
   F T = std::max(F(plan.temperature), std::numeric_limits<F>::min());
   F m = max_of(logits, Vp);
 #pragma omp simd
-  for (int64_t v = 0; v < Vp; ++v)
-    p[v] = exp_nonpositive((logits[v] - m) / T);
+  for (int64_t v = 0; v < Vp; ++v) p[v] = exp_nonpositive((logits[v] - m) / T);
   if (plan.top_k > 0 && plan.top_k < V)
     keep_top_k(p, keys, logits, plan.top_k, V);
   return draw(p, rng.uniform(), V, Vp);
@@ -373,8 +384,7 @@ RNNEXT_INLINE int32_t choose(F* __restrict p,
 template <typename F>
 RNNEXT_INLINE void stream(int32_t* __restrict out, F* __restrict work,
                           typename Poly<F>::Bits* __restrict keys,
-                          const Net<F>& net,
-                          const Plan& plan, uint64_t index) {
+                          const Net<F>& net, const Plan& plan, uint64_t index) {
   F* h = work;
   F* h_next = work + net.Hp;
   F* logits = work + 2 * net.Hp;
@@ -411,8 +421,8 @@ RNNEXT_CLONES void stream_f64(int32_t* out, double* work, int64_t* keys,
   stream(out, work, keys, net, plan, index);
 }
 
-void run_stream(int32_t* out, float* work, int32_t* keys,
-                const Net<float>& net, const Plan& plan, uint64_t index) {
+void run_stream(int32_t* out, float* work, int32_t* keys, const Net<float>& net,
+                const Plan& plan, uint64_t index) {
   stream_f32(out, work, keys, net, plan, index);
 }
 
@@ -486,8 +496,9 @@ template <typename F>
 Net<F> pack(std::vector<F>& buf, const F* W_input, const F* W_hidden,
             const F* b_hidden, const F* W_softmax, const F* b_softmax,
             int64_t H, int64_t V) {
-  const int64_t Hp = (H + kLanes - 1) / kLanes * kLanes;
-  const int64_t Vp = (V + kLanes - 1) / kLanes * kLanes;
+  constexpr int64_t K = kLanes<F>;
+  const int64_t Hp = (H + K - 1) / K * K;
+  const int64_t Vp = (V + K - 1) / K * K;
   buf.assign(size_t(V * Hp + H * Hp + Hp + H * Vp + Vp), F(0));
   F* Wi = buf.data();
   F* Wh = Wi + V * Hp;
@@ -519,9 +530,9 @@ py::array_t<int32_t> sample_typed(const py::array& Wi, const py::array& Wh,
   auto W_softmax = contiguous<F>(Ws, "W_softmax");
   auto b_softmax = contiguous<F>(bs, "b_softmax");
   std::vector<F> buf;
-  Net<F> net = pack(buf, W_input.data(), W_hidden.data(), b_hidden.data(),
-                    W_softmax.data(), b_softmax.data(), Wi.shape(1),
-                    Wi.shape(0));
+  Net<F> net =
+      pack(buf, W_input.data(), W_hidden.data(), b_hidden.data(),
+           W_softmax.data(), b_softmax.data(), Wi.shape(1), Wi.shape(0));
   Plan plan = plan_in;
   plan.prime = prime.data();
 
@@ -534,14 +545,13 @@ py::array_t<int32_t> sample_typed(const py::array& Wi, const py::array& Wh,
   return out;
 }
 
-py::array_t<int32_t> sample(const py::array& W_input,
-                            const py::array& W_hidden,
+py::array_t<int32_t> sample(const py::array& W_input, const py::array& W_hidden,
                             const py::array& b_hidden,
                             const py::array& W_softmax,
                             const py::array& b_softmax,
                             const py::array& prime_ids, int64_t length,
                             double temperature, bool greedy, int64_t top_k,
-                            const py::int_& seed, int64_t num,
+                            const py::object& seed, int64_t num,
                             int64_t num_threads) {
   // dtype: float32 or float64, the same for all five
   py::dtype dt = W_input.dtype();
@@ -563,8 +573,9 @@ py::array_t<int32_t> sample(const py::array& W_input,
 
   // shapes, all read off W_input (V, H)
   if (W_input.ndim() != 2 || W_input.shape(0) < 1 || W_input.shape(1) < 1)
-    throw py::value_error("W_input must have shape (V, H) with V, H >= 1, got " +
-                          shape_str(W_input));
+    throw py::value_error(
+        "W_input must have shape (V, H) with V, H >= 1, got " +
+        shape_str(W_input));
   const int64_t V = W_input.shape(0), H = W_input.shape(1);
   if (V > std::numeric_limits<int32_t>::max())
     throw py::value_error("vocabulary size V = " + std::to_string(V) +
@@ -589,14 +600,15 @@ py::array_t<int32_t> sample(const py::array& W_input,
   std::vector<int32_t> prime(size_t(prime_ids.shape(0)));
   {
     // uint64 ids past 2^63 become negative here and fail the range check
-    auto ids = py::array_t<int64_t, py::array::c_style |
-                                        py::array::forcecast>::ensure(prime_ids);
+    auto ids =
+        py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(
+            prime_ids);
     const int64_t* x = ids.data();
     for (size_t t = 0; t < prime.size(); ++t) {
       if (x[t] < 0 || x[t] >= V)
-        throw py::value_error("prime_ids[" + std::to_string(t) + "] = " +
-                              std::to_string(x[t]) + " is outside [0, V) = [0, " +
-                              std::to_string(V) + ")");
+        throw py::value_error(
+            "prime_ids[" + std::to_string(t) + "] = " + std::to_string(x[t]) +
+            " is outside [0, V) = [0, " + std::to_string(V) + ")");
       prime[t] = int32_t(x[t]);
     }
   }
@@ -613,25 +625,34 @@ py::array_t<int32_t> sample(const py::array& W_input,
     throw py::value_error("top_k must be in [0, V] = [0, " + std::to_string(V) +
                           "] (0 keeps all), got " + std::to_string(top_k));
   if (num_threads < 0)
-    throw py::value_error("num_threads must be >= 0 (0: OpenMP's default), got " +
-                          std::to_string(num_threads));
-  unsigned long long seed_value = PyLong_AsUnsignedLongLong(seed.ptr());
+    throw py::value_error(
+        "num_threads must be >= 0 (0: OpenMP's default), got " +
+        std::to_string(num_threads));
+  PyObject* seed_int = PyNumber_Index(seed.ptr());
+  if (!seed_int) {
+    PyErr_Clear();
+    throw py::type_error(std::string("seed must be an int, got ") +
+                         Py_TYPE(seed.ptr())->tp_name);
+  }
+  unsigned long long seed_value = PyLong_AsUnsignedLongLong(seed_int);
+  Py_DECREF(seed_int);
   if (PyErr_Occurred()) {
     PyErr_Clear();
     throw py::value_error("seed must be an int in [0, 2**64), got " +
                           std::string(py::repr(seed)));
   }
-  int threads = num_threads > 0 ? int(std::min<int64_t>(num_threads, 1 << 16))
-                                : omp_get_max_threads();
-  threads = int(std::min<int64_t>(threads, num));
 
-  Plan plan{nullptr, int64_t(prime.size()), length, temperature,
-            greedy,  top_k,                 uint64_t(seed_value)};
+  // no more threads than streams; past a few per core they only cost memory
+  int64_t threads = num_threads > 0 ? num_threads : omp_get_max_threads();
+  threads = std::min({threads, num, int64_t(4) * omp_get_num_procs()});
+
+  Plan plan{nullptr, int64_t(prime.size()), length, temperature, greedy,
+            top_k,   uint64_t(seed_value)};
   if (f32)
     return sample_typed<float>(W_input, W_hidden, b_hidden, W_softmax,
-                               b_softmax, prime, plan, num, threads);
-  return sample_typed<double>(W_input, W_hidden, b_hidden, W_softmax,
-                              b_softmax, prime, plan, num, threads);
+                               b_softmax, prime, plan, num, int(threads));
+  return sample_typed<double>(W_input, W_hidden, b_hidden, W_softmax, b_softmax,
+                              prime, plan, num, int(threads));
 }
 
 }  // namespace
@@ -642,10 +663,11 @@ void bind_sample(py::module_& m) {
         py::arg("prime_ids"), py::arg("length"), py::arg("temperature"),
         py::arg("greedy"), py::arg("top_k"), py::arg("seed"), py::arg("num"),
         py::arg("num_threads") = 0,
-        "Generate (num, length) int32 character ids from a char-RNN.\n\n"
-        "Each stream starts from a zero state, reads prime_ids, then emits\n"
-        "length ids: argmax if greedy, else a draw from softmax(logits / "
-        "temperature)\nlimited to the top_k largest logits (0: all). Stream i "
-        "draws from a\ngenerator seeded by (seed, i), so the result does not "
-        "depend on\nnum_threads (0: OpenMP's default).");
+        R"(Generate (num, length) int32 character ids from a char-RNN.
+
+Each of num streams starts from a zero state, reads prime_ids (at least
+one), then emits length ids: the argmax of the logits if greedy, else a draw
+from softmax(logits / temperature) limited to the top_k largest logits
+(0: all). Stream i draws from a generator seeded by (seed, i), so the
+result does not depend on num_threads (0: OpenMP's default).)");
 }

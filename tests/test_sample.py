@@ -51,6 +51,17 @@ def test_greedy_matches_the_oracle(dtype, prime, vocab):
     assert got == expected
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("H", "V"), [(1, 2), (5, 3), (16, 65), (37, 100), (3, 1)])
+def test_core_greedy_matches_the_oracle_at_odd_sizes(dtype, H, V):
+    model = make_model(dtype, V=V, H=H, seed=H + V)
+    prime = np.arange(4) % V
+    expected = ref.sample(model.params, prime, 200, greedy=True)
+    got = _core.sample(*core_args(model, prime), 200, 1.0, True, 0, 0, 2)
+    for row in got:
+        np.testing.assert_array_equal(row, expected)
+
+
 def test_texts_start_with_the_prime_and_have_the_length(vocab):
     texts = rnnext.sample(make_model(), vocab, "Thou", 25, num=3)
     assert len(texts) == 3
@@ -404,6 +415,11 @@ def test_core_prime_ids_must_be_in_range(bad, model):
 def test_core_options_are_checked(index, value, message, model):
     with pytest.raises(ValueError, match=message):
         core_call(model, {index: value})
+
+
+def test_core_seed_must_be_an_integer(model):
+    with pytest.raises(TypeError, match=r"seed must be an int, got float"):
+        core_call(model, {10: 1.0})
 
 
 def test_core_num_threads_must_not_be_negative(model):
