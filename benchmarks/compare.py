@@ -170,7 +170,7 @@ def main() -> None:
     chunked = {c: w.StepsRun(c) for c in args.configs}
     threads = {
         (impl, n): w.step_run(impl, "tutorial", threads=n)
-        for impl in ["rnnext"] + (["torch"] if torch else [])
+        for impl in impls
         for n in (1, 2)
     }
     samples = [

@@ -132,16 +132,39 @@ def rnnext_impl(
     )
 
 
-def numpy_impl(V: int, H: int, dtype: Any = np.float32) -> Impl:
+@cache
+def _blas_libraries() -> tuple[Any, ...]:
+    """threadpoolctl's handles on NumPy's BLAS, or () without threadpoolctl."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return ()
+    return tuple(ThreadpoolController().select(user_api="blas").lib_controllers)
+
+
+def set_blas_threads(n: int) -> None:
+    """Cheap enough to call before every step: only changes what differs."""
+    for lib in _blas_libraries():
+        if lib.num_threads != n:
+            lib.set_num_threads(n)
+
+
+def numpy_impl(V: int, H: int, dtype: Any = np.float32, threads: int = THREADS) -> Impl:
+    """The oracle's step; its BLAS set to `threads` threads (if threadpoolctl
+    is there to do it)."""
     params = ref.init_params(V, H, seed=0, dtype=dtype)
     accums = {k: np.full_like(w, INITIAL_ACCUMULATOR) for k, w in params.items()}
     dt = np.dtype(dtype)
+    if threads != THREADS and not _blas_libraries():
+        raise LookupError("setting NumPy's BLAS threads needs threadpoolctl")
 
     def step(X, Y, h):
+        set_blas_threads(threads)
         return ref.step(params, accums, X, Y, h, lr=LR, eps=EPS)
 
+    name = "NumPy" if dt == np.float32 else f"NumPy {dt}"
     return Impl(
-        name="NumPy" if dt == np.float32 else f"NumPy {dt}",
+        name=name if threads == THREADS else f"{name}, {threads} thread",
         dtype=dt,
         step=step,
         zero_state=lambda B: np.zeros((B, H), dtype=dt),
@@ -224,7 +247,9 @@ def check_step(impl: Impl, X: np.ndarray, Y: np.ndarray) -> None:
     params = impl.params()
     accums = {k: np.full_like(w, INITIAL_ACCUMULATOR) for k, w in params.items()}
     h0 = np.zeros((B, H))
+    set_blas_threads(1)  # many small products: quicker on one thread
     loss_ref, h_T_ref = ref.step(params, accums, X, Y, h0, lr=LR, eps=EPS)
+    set_blas_threads(THREADS)
 
     loss, h_T = impl.step(*impl.feed(X, Y), impl.zero_state(B))
     tol = TOL[impl.dtype]
