@@ -555,8 +555,8 @@ py::array_t<int32_t> sample(const py::array& W_input, const py::array& W_hidden,
                             int64_t num_threads) {
   // dtype: float32 or float64, the same for all five
   py::dtype dt = W_input.dtype();
-  bool f32 = dt.is(py::dtype::of<float>());
-  bool f64 = dt.is(py::dtype::of<double>());
+  bool f32 = dt.equal(py::dtype::of<float>());
+  bool f64 = dt.equal(py::dtype::of<double>());
   if (!f32 && !f64)
     throw py::type_error("W_input must be float32 or float64, got " +
                          std::string(py::str(dt)));
@@ -566,7 +566,7 @@ py::array_t<int32_t> sample(const py::array& W_input, const py::array& W_hidden,
       {&W_softmax, "W_softmax"},
       {&b_softmax, "b_softmax"}};
   for (auto [a, name] : rest)
-    if (!a->dtype().is(dt))
+    if (!a->dtype().equal(dt))
       throw py::type_error(std::string(name) + " must have W_input's dtype " +
                            std::string(py::str(dt)) + ", got " +
                            std::string(py::str(a->dtype())));

@@ -1,6 +1,7 @@
 # Sampling: rnnext.sample and _core.sample against the NumPy oracle's greedy
 # path and against softmax probabilities, plus every boundary check.
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -328,6 +329,23 @@ def test_core_weights_must_be_float32_or_float64(model):
         TypeError, match=r"W_input must be float32 or float64, got float16"
     ):
         core_call(model, {0: W})
+
+
+def test_core_weights_must_be_native_byte_order(model):
+    W = model.params["W_input"].astype(">f8")
+    with pytest.raises(TypeError, match=r"W_input must be float32 or float64, got >f8"):
+        core_call(model, {0: W})
+
+
+def test_core_accepts_equal_dtype_objects(model):
+    # unpickled arrays carry dtype objects equal, not identical, to float64's
+    args = core_args(model)
+    copies = tuple(pickle.loads(pickle.dumps(a)) for a in args[:5])
+    assert copies[0].dtype is not args[0].dtype
+    rest = (30, 1.0, False, 0, 3, 2)
+    np.testing.assert_array_equal(
+        _core.sample(*copies, args[5], *rest), _core.sample(*args, *rest)
+    )
 
 
 def test_core_weights_must_share_a_dtype(model):
