@@ -1,9 +1,13 @@
 # Corpus: the row layout against explicit index loops, targets as true next
 # characters, the validation tail, memmapped ids, load_corpus, and one test
 # per error. B = rows, T = steps, L = characters per row.
+import tracemalloc
+
 import numpy as np
 import pytest
 
+import rnnext.corpus as corpus_module
+import rnnext.vocab as vocab_module
 from rnnext import Corpus, Vocabulary, load_corpus
 
 
@@ -297,3 +301,114 @@ def test_train_rows_is_a_view_holding_every_feed(n, B, T):
         np.testing.assert_array_equal(rows[:, i * T : (i + 1) * T], X)
         np.testing.assert_array_equal(rows[:, i * T + 1 : (i + 1) * T + 1], Y)
     assert rows.max(initial=0) <= ids[: c.n_train].max()
+
+
+# load_corpus reads the file twice in chunks of vocab_module._CHUNK bytes:
+# once for the characters, once for the ids. Against the oracle, the whole
+# file decoded at once and encoded by a dict, with chunks of a few bytes.
+
+
+def read_whole(path, encoding="utf-8"):
+    """(ids, chars) by decoding the whole file and a dict lookup."""
+    raw = path.read_bytes()
+    text = raw.decode(encoding).removeprefix("\ufeff").replace("\r\n", "\n")
+    chars = "".join(sorted(set(text)))
+    index = {c: i for i, c in enumerate(chars)}
+    return [index[c] for c in text], chars
+
+
+TRICKY = [
+    ("a\r\nb\r\r\n\r\n\rc\r\n\r" * 3, "utf-8"),
+    ("Ophélie, 日本, \U0001f3ad!\r\n" * 3, "utf-8"),
+    ("\ufeffWhat, ho!\r\nWho's there?\r\n", "utf-8"),
+    ("Ophélie\r\nÿ\r\n" * 3, "latin-1"),
+    ("\ufeffOphélie\r\n\U0001f3ad\r" * 3, "utf-16"),
+    ("日本語\r\nです\r" * 3, "shift_jis"),
+    ("".join(chr(i) for i in range(32, 700)) * 2, "utf-8"),  # uint16 ids
+]
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 1 << 20])
+@pytest.mark.parametrize(("text", "encoding"), TRICKY)
+def test_load_corpus_in_chunks_is_the_whole_text(
+    text, encoding, chunk, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(vocab_module, "_CHUNK", chunk)
+    p = tmp_path / "t.txt"
+    p.write_bytes(text.encode(encoding))
+    ids, chars = read_whole(p, encoding)
+    c, v = load_corpus(p, 2, 3, val_fraction=0.25, encoding=encoding)
+    assert v.chars == chars
+    assert c.ids.dtype == v.dtype and c.ids.tolist() == ids
+    assert (c.rows, c.steps, c.val_fraction) == (2, 3, 0.25)
+
+    given = Vocabulary(chars[::-1])
+    c, w = load_corpus(p, 2, 3, vocab=given, encoding=encoding)
+    assert w is given
+    assert c.ids.tolist() == [len(chars) - 1 - i for i in ids]
+
+
+def test_load_corpus_lists_unknown_characters_of_every_chunk(tmp_path, monkeypatch):
+    monkeypatch.setattr(vocab_module, "_CHUNK", 4)
+    p = tmp_path / "t.txt"
+    p.write_text("abab" * 10 + "c" + "ab" * 10 + "日d")
+    msg = r"not in the vocabulary of 2 \(3 distinct\): 'c', 'd', '日'$"
+    with pytest.raises(ValueError, match=msg):
+        load_corpus(p, 1, 3, vocab=Vocabulary("ab"))
+
+
+def test_load_corpus_names_the_undecodable_byte(tmp_path, monkeypatch):
+    monkeypatch.setattr(vocab_module, "_CHUNK", 3)
+    p = tmp_path / "bad.txt"
+    p.write_bytes(b"abcdefg\xc3x")
+    msg = r"bad.txt is not valid utf-8: byte 0xc3 at offset 7 \(invalid cont"
+    with pytest.raises(ValueError, match=msg):
+        load_corpus(p, 1, 1)
+
+
+def test_load_corpus_empty_file(tmp_path):
+    p = tmp_path / "empty.txt"
+    p.write_bytes(b"\xef\xbb\xbf")
+    with pytest.raises(ValueError, match="empty.txt is empty; expected some text"):
+        load_corpus(p, 1, 1)
+
+
+def test_load_corpus_checks_the_text_before_the_layout(tmp_path):
+    p = tmp_path / "t.txt"
+    p.write_bytes(b"abc\xff")
+    with pytest.raises(ValueError, match="not valid utf-8"):
+        load_corpus(p, 100, 100)
+    p.write_bytes(b"abc")
+    with pytest.raises(ValueError, match=r"not in the vocabulary of 1 \(2 dist"):
+        load_corpus(p, 100, 100, vocab=Vocabulary("a"))
+    with pytest.raises(ValueError, match="corpus too short for rows=100"):
+        load_corpus(p, 100, 100)
+
+
+def test_load_corpus_file_changed_between_passes(tmp_path, monkeypatch):
+    p = tmp_path / "t.txt"
+    p.write_text("abcabc")
+    reads = []
+
+    def growing(path, encoding):
+        reads.append(path)
+        yield "abcabc" + "a" * (len(reads) - 1)
+
+    monkeypatch.setattr(corpus_module, "_read_pieces", growing)
+    with pytest.raises(ValueError, match="t.txt changed while it was read"):
+        load_corpus(p, 1, 1)
+    assert len(reads) == 2
+
+
+def test_load_corpus_holds_little_more_than_the_ids(tmp_path):
+    p = tmp_path / "big.txt"
+    p.write_text("to be, or not to be: that is the question\n" * 200_000)
+    tracemalloc.start()
+    try:
+        c, _ = load_corpus(p, 200, 10, val_fraction=0.05)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    extra, chunk = peak - c.ids.nbytes, vocab_module._CHUNK
+    assert c.ids.nbytes == 8_400_000
+    assert extra < 5 * chunk, f"{extra} bytes besides the ids; chunk {chunk}"

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from rnnext.vocab import Vocabulary, read_text
+from rnnext.vocab import Vocabulary, _read_pieces, _Seen, _text_file
 
 IntArray = npt.NDArray[np.integer[Any]]
 
@@ -225,16 +225,43 @@ def load_corpus(
 ) -> tuple[Corpus, Vocabulary]:
     """Read a text file and lay it out: returns (corpus, vocabulary).
 
-    Without ``vocab`` the vocabulary is built from the whole text, validation
-    tail included. With one (say, from a checkpoint), characters outside it
-    raise ValueError. The whole text is read into memory; for a corpus too
-    large for that, encode it once, ``np.save`` the ids and pass
+    The text is what ``read_text`` gives. Without ``vocab`` the vocabulary
+    is built from the whole text, validation tail included. With one (say,
+    from a checkpoint), characters outside it raise ValueError. The file is
+    read twice, about a megabyte at a time, so that besides the ids (one
+    byte per character up to 256 distinct ones) little memory is used. For
+    ids larger than memory, ``np.save`` them once and pass
     ``np.load(path, mmap_mode="r")`` to ``Corpus``.
     """
-    text = read_text(path, encoding)
+    p = _text_file(path, encoding)
+
+    # First pass: how many characters, and which.
+    n, seen = 0, _Seen()
+    for piece in _read_pieces(p, encoding):
+        n += len(piece)
+        seen.add(piece)
+    if n == 0:
+        raise ValueError(f"{p} is empty; expected some text")
     if vocab is None:
-        vocab = Vocabulary.from_text(text)
-    return Corpus(vocab.encode(text), rows, steps, val_fraction), vocab
+        vocab = Vocabulary(seen.chars())
+    else:
+        vocab._check_known(seen.chars())
+
+    # The layout is checked before the second pass fills in the ids.
+    ids = np.empty(n, dtype=vocab.dtype)
+    corpus = Corpus(ids, rows, steps, val_fraction)
+
+    # Second pass: the ids, piece by piece.
+    changed = f"{p} changed while it was read; load it again"
+    i = 0
+    for piece in _read_pieces(p, encoding):
+        if i + len(piece) > n:
+            raise ValueError(changed)
+        vocab._encode_into(ids[i : i + len(piece)], piece)
+        i += len(piece)
+    if i != n:
+        raise ValueError(changed)
+    return corpus, vocab
 
 
 def bundled_corpus_path() -> Path:

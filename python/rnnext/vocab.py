@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import codecs
 import os
+import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -18,6 +20,10 @@ _UTF32 = "utf-32-le"
 _PASS = "surrogatepass"
 _MAX_CODE_POINT = 0x10FFFF
 _SHOWN = 20  # unknown characters listed in an error message
+_CHUNK = 1 << 20  # bytes read from a file at a time
+_SLICE = 1 << 16  # characters turned into ids at a time, bounding temporaries
+
+_Codes = Union[npt.NDArray[np.uint8], npt.NDArray[np.uint32]]
 
 
 def _id_dtype(V: int) -> np.dtype[np.unsignedinteger[Any]]:
@@ -30,6 +36,40 @@ def _id_dtype(V: int) -> np.dtype[np.unsignedinteger[Any]]:
 
 def _code_points(text: str) -> npt.NDArray[np.uint32]:
     return np.frombuffer(text.encode(_UTF32, _PASS), dtype="<u4")
+
+
+def _narrow_code_points(text: str) -> _Codes:
+    """The code points of text: uint8 if all are below 256, else uint32."""
+    try:
+        return np.frombuffer(text.encode("latin-1"), dtype=np.uint8)
+    except UnicodeEncodeError:
+        return _code_points(text)
+
+
+def _slices(text: str) -> Iterator[tuple[int, str]]:
+    """(start, text[start : start + _SLICE]) for each slice of text."""
+    for i in range(0, len(text), _SLICE):
+        yield i, text[i : i + _SLICE]
+
+
+class _Seen:
+    """The distinct characters of every text passed to add, in code order."""
+
+    def __init__(self) -> None:
+        self._present = np.zeros(256, dtype=bool)  # by code point
+
+    def add(self, text: str) -> None:
+        for _, part in _slices(text):
+            counts = np.bincount(_narrow_code_points(part))
+            if len(counts) > len(self._present):
+                grown = np.zeros(len(counts), dtype=bool)
+                grown[: len(self._present)] = self._present
+                self._present = grown
+            self._present[: len(counts)] |= counts > 0
+
+    def chars(self) -> str:
+        codes = np.flatnonzero(self._present).astype("<u4")
+        return codes.tobytes().decode(_UTF32, _PASS)
 
 
 def _listing(chars: list[str]) -> str:
@@ -63,12 +103,16 @@ class Vocabulary:
         self._chars = chars
         self._dtype = _id_dtype(len(chars))
 
-        # Lookup tables for encode: code points sorted, with their ids.
+        # encode's table from code point to id. Characters outside the
+        # vocabulary get id V where the dtype holds it, else 0, and the last
+        # entry is always one of them: larger code points are clipped to it.
+        V = len(chars)
         codes = _code_points(chars)
-        order = np.argsort(codes, kind="stable")
         self._codes = codes
-        self._sorted_codes = codes[order]
-        self._sorted_ids = order.astype(self._dtype)
+        self._marks_unknown = V <= np.iinfo(self._dtype).max
+        unknown = V if self._marks_unknown else 0
+        self._id_of = np.full(max(256, int(codes.max()) + 2), unknown, self._dtype)
+        self._id_of[codes] = np.arange(V)
 
     @classmethod
     def from_text(cls, text: str) -> Vocabulary:
@@ -77,7 +121,9 @@ class Vocabulary:
             raise TypeError(f"text must be a str; got {type(text).__name__}")
         if not text:
             raise ValueError("cannot build a vocabulary from empty text")
-        return cls("".join(sorted(set(text))))
+        seen = _Seen()
+        seen.add(text)
+        return cls(seen.chars())
 
     @classmethod
     def from_array(cls, codes: npt.ArrayLike) -> Vocabulary:
@@ -136,18 +182,41 @@ class Vocabulary:
         """
         if not isinstance(text, str):
             raise TypeError(f"text must be a str; got {type(text).__name__}")
-        codes = _code_points(text)
-        pos = np.searchsorted(self._sorted_codes, codes)
-        pos[pos == len(self._sorted_codes)] = 0
-        known = self._sorted_codes[pos] == codes
-        if not known.all():
-            unknown = np.unique(codes[~known]).astype("<u4")
-            chars = sorted(unknown.tobytes().decode(_UTF32, _PASS))
+        ids = np.empty(len(text), dtype=self._dtype)
+        self._encode_into(ids, text)
+        return ids
+
+    def _encode_into(
+        self, ids: npt.NDArray[np.unsignedinteger[Any]], text: str
+    ) -> None:
+        """Write the ids of text into ids, an array of len(text) self.dtype."""
+        assert ids.shape == (len(text),) and ids.dtype == self._dtype
+        for i, part in _slices(text):
+            codes = _narrow_code_points(part)
+            out = ids[i : i + len(part)]
+            self._id_of.take(codes, out=out, mode="clip")
+            if self._marks_unknown:
+                known = int(out.max()) < len(self)
+            else:
+                known = np.array_equal(self._codes.take(out), codes)
+            if not known:
+                seen = _Seen()
+                seen.add(text)
+                self._check_known(seen.chars())
+                raise AssertionError("an unknown character went unlisted")
+
+    def _check_known(self, chars: str) -> None:
+        """Raise ValueError listing the chars not in the vocabulary.
+
+        ``chars`` are distinct and in code point order, as _Seen gives them.
+        """
+        mine = set(self._chars)
+        unknown = [c for c in chars if c not in mine]
+        if unknown:
             raise ValueError(
                 f"text has characters not in the vocabulary of {len(self)} "
-                f"({len(chars)} distinct): {_listing(chars)}"
+                f"({len(unknown)} distinct): {_listing(unknown)}"
             )
-        return self._sorted_ids[pos]
 
     def decode(self, ids: npt.ArrayLike) -> str:
         """The text of a 1-D sequence of ids in [0, len(self))."""
@@ -175,26 +244,93 @@ def read_text(path: str | os.PathLike[str], encoding: str = "utf-8") -> str:
     empty file raises FileNotFoundError, IsADirectoryError or ValueError;
     bytes that do not decode raise ValueError naming the byte offset.
     """
+    p = _text_file(path, encoding)
+    text = "".join(_read_pieces(p, encoding))
+    if not text:
+        raise ValueError(f"{p} is empty; expected some text")
+    return text
+
+
+def _text_file(path: str | os.PathLike[str], encoding: str) -> Path:
+    """The path, once the encoding is known and the file is there."""
     p = Path(path)
     try:
-        codecs.lookup(encoding)
+        info = codecs.lookup(encoding)
     except LookupError:
         raise ValueError(f"unknown text encoding {encoding!r}") from None
+    # The flag that bytes.decode itself checks; base64 and the like lack it.
+    if not getattr(info, "_is_text_encoding", True):
+        raise ValueError(
+            f"{encoding!r} is not a text encoding; pass one such as 'utf-8' "
+            f"or 'latin-1'"
+        )
     if p.is_dir():
         raise IsADirectoryError(f"{p} is a directory; expected a text file")
     if not p.exists():
         raise FileNotFoundError(f"no such file: {p}")
+    return p
 
-    raw = p.read_bytes()
-    try:
-        text = raw.decode(encoding)
-    except UnicodeDecodeError as e:
-        raise ValueError(
-            f"{p} is not valid {encoding}: byte {raw[e.start]:#04x} at offset "
-            f"{e.start} ({e.reason}); pass the file's encoding, e.g. "
-            f"encoding='latin-1'"
-        ) from None
-    text = text.removeprefix("\ufeff").replace("\r\n", "\n")
-    if not text:
-        raise ValueError(f"{p} is empty; expected some text")
-    return text
+
+def _stream_encoding(encoding: str, head: bytes) -> str:
+    """The codec that decodes, chunk by chunk, what bytes.decode(encoding)
+    decodes whole: without a byte order mark, bytes.decode reads UTF-16 and
+    UTF-32 in this machine's byte order, while their incremental decoders
+    refuse the text."""
+    name = codecs.lookup(encoding).name
+    boms = {
+        "utf-16": (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE),
+        "utf-32": (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE),
+    }
+    if name in boms and not head.startswith(boms[name]):
+        return name + ("-le" if sys.byteorder == "little" else "-be")
+    return encoding
+
+
+def _read_pieces(p: Path, encoding: str) -> Iterator[str]:
+    """The text of a file as non-empty pieces of about _CHUNK bytes each.
+
+    Joined, the pieces are read_text's text: the byte order mark dropped and
+    each "\\r\\n" turned into "\\n", also where one straddles two pieces.
+    """
+    at_start = True  # until the first character, which may be a BOM
+    cr = ""  # a carriage return that ended a piece: a line feed may follow
+    fed = 0  # bytes given to the decoder so far
+    with open(p, "rb") as f:
+        head = f.read(4)
+        f.seek(0)
+        codec = _stream_encoding(encoding, head)
+        decoder = codecs.getincrementaldecoder(codec)(errors="strict")
+        while True:
+            raw = f.read(_CHUNK)
+            fed += len(raw)
+            try:
+                text = decoder.decode(raw, final=not raw)
+                if not raw:
+                    # utf-8-sig keeps a partial BOM even at the end; what is
+                    # left fails to decode, as it does in bytes.decode.
+                    text += decoder.getstate()[0].decode(codec)
+            except UnicodeDecodeError as e:
+                # e.object is what the decoder was decoding: its pending
+                # bytes and this chunk, so it ends at byte `fed`.
+                offset = fed - len(e.object) + e.start
+                raise ValueError(
+                    f"{p} is not valid {encoding}: byte {e.object[e.start]:#04x} "
+                    f"at offset {offset} ({e.reason}); pass the file's "
+                    f"encoding, e.g. encoding='latin-1'"
+                ) from None
+            except UnicodeError as e:  # "pending buffer overflow", say
+                raise ValueError(
+                    f"{p} is not valid {encoding}: {e} before offset {fed}; "
+                    f"pass the file's encoding, e.g. encoding='latin-1'"
+                ) from None
+            if at_start and text:
+                text, at_start = text.removeprefix("\ufeff"), False
+            text, cr = cr + text, ""
+            if raw and text.endswith("\r"):
+                text, cr = text[:-1], "\r"
+            if "\r" in text:  # far quicker to find than "\r\n"
+                text = text.replace("\r\n", "\n")
+            if text:
+                yield text
+            if not raw:
+                return
