@@ -40,6 +40,13 @@ std::string dtype_str(const py::array& a) {
   return py::str(a.dtype()).cast<std::string>();
 }
 
+// Whether a's dtype is T's (by equivalence, not identity: an unpickled
+// array has its own dtype object).
+template <class T>
+bool has_dtype(const py::array& a) {
+  return py::isinstance<py::array_t<T>>(a);
+}
+
 py::array as_array(const py::handle& obj, const std::string& name) {
   if (!py::isinstance<py::array>(obj))
     throw py::type_error(name + " must be a numpy array, got " +
@@ -77,7 +84,7 @@ template <class T>
 py::array_t<T> write_float(const py::handle& obj, const std::string& name,
                            const std::vector<long>& shape) {
   py::array a = as_array(obj, name);
-  if (!a.dtype().is(py::dtype::of<T>()))
+  if (!has_dtype<T>(a))
     throw py::type_error(name + " has dtype " + dtype_str(a) + ", expected " +
                          py::str(py::dtype::of<T>()).cast<std::string>() +
                          " (it is updated in place, so it is not converted)");
@@ -394,8 +401,8 @@ auto by_dtype(const py::tuple& params, F32 f32, F64 f64) {
   if (params.size() < 1)
     throw py::value_error("expected 5 parameter arrays, got none");
   py::array wi = as_array(params[0], "W_input");
-  if (wi.dtype().is(py::dtype::of<float>())) return f32();
-  if (wi.dtype().is(py::dtype::of<double>())) return f64();
+  if (has_dtype<float>(wi)) return f32();
+  if (has_dtype<double>(wi)) return f64();
   throw py::type_error("parameters must be float32 or float64, got W_input of "
                        "dtype " + dtype_str(wi));
 }

@@ -12,7 +12,6 @@
 // polynomials rather than libm's. The x86-64-v3 and -v4 builds agree bit for
 // bit; the baseline build has no FMA, so its roundings, and after a long
 // run its text, can differ.
-#include <omp.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -23,7 +22,10 @@
 #include <functional>
 #include <limits>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include "pool.hpp"
 
 namespace py = pybind11;
 
@@ -431,20 +433,29 @@ void run_stream(int32_t* out, double* work, int64_t* keys,
   stream_f64(out, work, keys, net, plan, index);
 }
 
-// out: (num, L). Streams are independent, so threads only split the rows.
+// out: (num, L). Streams are independent, so threads only split the rows:
+// task g runs streams g, g + threads, ... with its own scratch.
 template <typename F>
 void sample_streams(int32_t* out, const Net<F>& net, const Plan& plan,
                     int64_t num, int threads) {
   const int64_t stride = 2 * net.Hp + 2 * net.Vp;
   std::vector<F> work(size_t(threads) * size_t(stride));
   std::vector<typename Poly<F>::Bits> keys(size_t(threads) * size_t(net.V));
-
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t i = 0; i < num; ++i) {
-    int thread = omp_get_thread_num();
-    run_stream(out + i * plan.L, work.data() + thread * stride,
-               keys.data() + thread * net.V, net, plan, uint64_t(i));
-  }
+  struct Context {
+    int32_t* out;
+    const Net<F>& net;
+    const Plan& plan;
+    int64_t num, stride;
+    int threads;
+    F* work;
+    typename Poly<F>::Bits* keys;
+  } ctx{out, net, plan, num, stride, threads, work.data(), keys.data()};
+  rnnext::parallel_for(threads, threads, [](void* c, long g) {
+    const Context& x = *static_cast<const Context*>(c);
+    for (int64_t i = g; i < x.num; i += x.threads)
+      run_stream(x.out + i * x.plan.L, x.work + g * x.stride,
+                 x.keys + g * x.net.V, x.net, x.plan, uint64_t(i));
+  }, &ctx);
 }
 
 // ---------------------------------------------------------------------------
@@ -626,7 +637,7 @@ py::array_t<int32_t> sample(const py::array& W_input, const py::array& W_hidden,
                           "] (0 keeps all), got " + std::to_string(top_k));
   if (num_threads < 0)
     throw py::value_error(
-        "num_threads must be >= 0 (0: OpenMP's default), got " +
+        "num_threads must be >= 0 (0: one per core), got " +
         std::to_string(num_threads));
   PyObject* seed_int = PyNumber_Index(seed.ptr());
   if (!seed_int) {
@@ -643,8 +654,9 @@ py::array_t<int32_t> sample(const py::array& W_input, const py::array& W_hidden,
   }
 
   // no more threads than streams; past a few per core they only cost memory
-  int64_t threads = num_threads > 0 ? num_threads : omp_get_max_threads();
-  threads = std::min({threads, num, int64_t(4) * omp_get_num_procs()});
+  const int64_t cores = std::max(1u, std::thread::hardware_concurrency());
+  int64_t threads = num_threads > 0 ? num_threads : cores;
+  threads = std::min({threads, num, 4 * cores});
 
   Plan plan{nullptr, int64_t(prime.size()), length, temperature, greedy,
             top_k,   uint64_t(seed_value)};
@@ -669,5 +681,5 @@ Each of num streams starts from a zero state, reads prime_ids (at least
 one), then emits length ids: the argmax of the logits if greedy, else a draw
 from softmax(logits / temperature) limited to the top_k largest logits
 (0: all). Stream i draws from a generator seeded by (seed, i), so the
-result does not depend on num_threads (0: OpenMP's default).)");
+result does not depend on num_threads (0: one per core).)");
 }

@@ -223,7 +223,6 @@ def test_a_deep_copy_trains_on_exactly_like_the_original(dtype):
     assert_identical(train(2, opt=opt), train(2, opt=twin))
 
 
-@pytest.mark.xfail(strict=True, reason="dtypes are compared by identity")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_an_unpickled_model_trains_on_exactly_like_the_original(dtype):
     _, opt, _, _ = train(1, dtype)

@@ -442,6 +442,6 @@ def test_core_seed_must_be_an_integer(model):
 
 def test_core_num_threads_must_not_be_negative(model):
     with pytest.raises(
-        ValueError, match=r"num_threads must be >= 0 \(0: OpenMP's default\), got -1"
+        ValueError, match=r"num_threads must be >= 0 \(0: one per core\), got -1"
     ):
         core_call(model, options={"num_threads": -1})
