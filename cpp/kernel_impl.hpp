@@ -290,6 +290,7 @@ struct Work {
   T* DZ;  // (T, B, Hp) gradient through the output, then through tanh
   T* dh;  // (B, Hp) gradient flowing back in time, finally dL/dh0
   T* G[5];  // padded parameter gradients, shaped as Padded's first five
+  T* A[5];  // Mode::adagrad: the updated accumulators, shaped as G
   T* scratch;  // (blocks, ROWS, Vp) logits when evaluating
 };
 
@@ -428,7 +429,8 @@ Outcome fused(const Job<T>& J) {
   const long padded = V * Hp + H * Hp + Hp + H * Vp + Vp;
   const long acts = (J.T + 1) * B * Hp + (grad ? N * (Vp + Hp) + B * Hp : 0) +
                     (grad ? 0 : blocks * ROWS * Vp);
-  const long total = padded * (grad ? 2 : 1) + H * Hp + V * Hp + acts;
+  const int copies = J.mode == Mode::adagrad ? 3 : (grad ? 2 : 1);
+  const long total = padded * copies + H * Hp + V * Hp + acts;
   const long row_tasks = 2 * H + V + 2;
   // doubles, one per block and per parameter row, then 64-byte aligned
   const long losses = round_up(blocks + row_tasks, 8);
@@ -454,6 +456,8 @@ Outcome fused(const Job<T>& J) {
   } else {
     W.scratch = take(blocks * ROWS * Vp);
   }
+  if (J.mode == Mode::adagrad)
+    for (int k = 0; k < 5; ++k) W.A[k] = take(rows[k] * ld[k]);
 
   // pad parameters with zeros (b_softmax with -inf, so padded logits vanish)
   for (int k = 0; k < 5; ++k)
@@ -524,23 +528,34 @@ Outcome fused(const Job<T>& J) {
     const T scale = J.clip_norm > 0 && out.grad_norm > J.clip_norm
                         ? T(J.clip_norm / out.grad_norm)
                         : T(1);
-    // accum += g*g; w -= lr * g / (sqrt(accum) + eps)
-    for (int k = 0; k < 5; ++k) {
-      T* __restrict w = J.param[k];
-      T* __restrict a = J.accum[k];
+
+    // accum += g*g; w -= lr * g / (sqrt(accum) + eps), first into W.G and
+    // W.A so that nothing changes if a new value overflows
+    bool bad = false;
+    for (int k = 0; k < 5; ++k)
       for (long i = 0; i < rows[k]; ++i) {
-        const T* __restrict g = W.G[k] + i * ld[k];
-        const long o = i * cols[k];
+        const T* __restrict w = J.param[k] + i * cols[k];
+        const T* __restrict a = J.accum[k] + i * cols[k];
+        T* __restrict g = W.G[k] + i * ld[k];
+        T* __restrict an = W.A[k] + i * ld[k];
         for (long j = 0; j < cols[k]; ++j) {
           T gj = g[j] * scale;
           if (J.clip > 0) gj = gj < -c ? -c : (gj > c ? c : gj);
-          T aj = a[o + j] + gj * gj;
-          a[o + j] = aj;
-          w[o + j] -= lr * gj / (sqrt_(aj) + eps);
+          an[j] = a[j] + gj * gj;
+          g[j] = w[j] - lr * gj / (sqrt_(an[j]) + eps);
         }
+        for (long j = 0; j < cols[k]; ++j)
+          bad |= (g[j] - g[j] != T(0)) | (an[j] - an[j] != T(0));
       }
+    if (!bad) {
+      for (int k = 0; k < 5; ++k)
+        for (long i = 0; i < rows[k]; ++i)
+          for (long j = 0; j < cols[k]; ++j) {
+            J.param[k][i * cols[k] + j] = W.G[k][i * ld[k] + j];
+            J.accum[k][i * cols[k] + j] = W.A[k][i * ld[k] + j];
+          }
+      out.updated = true;
     }
-    out.updated = true;
   }
 
   return out;

@@ -218,3 +218,18 @@ def test_thread_count_does_not_change_results(B, dtype, restore_threads):
     for name in NAMES:
         assert np.array_equal(p1[name], p2[name]), f"{name} differs after steps"
         assert np.array_equal(a1[name], a2[name]), f"accum {name} differs"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_step_that_would_overflow_a_weight_changes_nothing(dtype):
+    model = rnnext.CharRNN(5, 4, dtype=dtype)
+    big = np.finfo(dtype).max
+    model.params["b_softmax"][:] = big * 0.97
+    before = {k: v.copy() for k, v in model.params.items()}
+    opt = rnnext.Adagrad(model, lr=float(big) / 4)
+    accums = {k: v.copy() for k, v in opt.accumulators.items()}
+    loss, _ = opt.step([[0, 1, 2]], [[1, 2, 3]], model.zero_state(1))
+    assert np.isfinite(loss) and not opt.updated
+    for k in before:
+        assert np.array_equal(model.params[k], before[k]), k
+        assert np.array_equal(opt.accumulators[k], accums[k]), k
