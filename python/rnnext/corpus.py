@@ -228,9 +228,9 @@ def load_corpus(
     The text is what ``read_text`` gives. Without ``vocab`` the vocabulary
     is built from the whole text, validation tail included. With one (say,
     from a checkpoint), characters outside it raise ValueError. The file is
-    read twice, about a megabyte at a time, so that besides the ids (one
-    byte per character up to 256 distinct ones) little memory is used. For
-    ids larger than memory, ``np.save`` them once and pass
+    read twice, a quarter of a megabyte at a time, so that besides the ids
+    (one byte per character up to 256 distinct ones) little memory is used.
+    For ids larger than memory, ``np.save`` them once and pass
     ``np.load(path, mmap_mode="r")`` to ``Corpus``.
     """
     p = _text_file(path, encoding)

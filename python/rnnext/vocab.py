@@ -20,7 +20,7 @@ _UTF32 = "utf-32-le"
 _PASS = "surrogatepass"
 _MAX_CODE_POINT = 0x10FFFF
 _SHOWN = 20  # unknown characters listed in an error message
-_CHUNK = 1 << 20  # bytes read from a file at a time
+_CHUNK = 1 << 18  # bytes read from a file at a time (as str, up to 4x that)
 _SLICE = 1 << 16  # characters turned into ids at a time, bounding temporaries
 
 _Codes = Union[npt.NDArray[np.uint8], npt.NDArray[np.uint32]]
@@ -60,12 +60,16 @@ class _Seen:
 
     def add(self, text: str) -> None:
         for _, part in _slices(text):
-            counts = np.bincount(_narrow_code_points(part))
-            if len(counts) > len(self._present):
-                grown = np.zeros(len(counts), dtype=bool)
-                grown[: len(self._present)] = self._present
+            codes = _narrow_code_points(part)
+            if codes.dtype == np.uint8:
+                self._present[:256] |= np.bincount(codes, minlength=256) > 0
+                continue
+            # Counting would need an array as long as the largest code.
+            if len(self._present) == 256:
+                grown = np.zeros(_MAX_CODE_POINT + 1, dtype=bool)
+                grown[:256] = self._present
                 self._present = grown
-            self._present[: len(counts)] |= counts > 0
+            self._present[codes] = True
 
     def chars(self) -> str:
         codes = np.flatnonzero(self._present).astype("<u4")
@@ -287,7 +291,7 @@ def _stream_encoding(encoding: str, head: bytes) -> str:
 
 
 def _read_pieces(p: Path, encoding: str) -> Iterator[str]:
-    """The text of a file as non-empty pieces of about _CHUNK bytes each.
+    """The text of a file as non-empty pieces, one per _CHUNK bytes read.
 
     Joined, the pieces are read_text's text: the byte order mark dropped and
     each "\\r\\n" turned into "\\n", also where one straddles two pieces.
