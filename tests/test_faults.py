@@ -114,7 +114,7 @@ def test_a_kill_during_save_leaves_the_previous_checkpoint(tmp_path, text):
     corpus = tmp_path / "text.txt"
     corpus.write_text(text, encoding="utf-8")
     path, log = tmp_path / "c.npz", tmp_path / "saves.log"
-    temp_name = re.compile(r"\.c\.npz\.[0-9a-f]{12}\.tmp")
+    temp_name = re.compile(r"\.c\.npz\.rnnext-tmp-[0-9a-f]{12}")
     rng = random.Random(20240611)
     rounds, mid_save, saves = 10, 0, []
     left: set[str] = set()
@@ -366,6 +366,33 @@ def test_an_interrupt_just_after_the_temp_file_is_made(saved, monkeypatch):
     monkeypatch.undo()
     assert file_digest(path) == before
     assert os.listdir(path.parent) == ["c.npz"]
+
+
+def test_an_interrupt_while_writing_leaves_no_temp_file(saved, monkeypatch):
+    t, path, before = saved
+
+    def interrupt(fd):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fsync", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        t.save(path)
+    monkeypatch.undo()
+    assert file_digest(path) == before
+    assert os.listdir(path.parent) == ["c.npz"]
+
+
+def test_a_temp_file_of_the_same_name_is_left_alone(saved, monkeypatch):
+    # another process's file: the name clashes, so that save fails, and the
+    # file stays as it was
+    t, path, before = saved
+    monkeypatch.setattr(rnnext.checkpoint.secrets, "token_hex", lambda n: "ab" * n)
+    other = path.parent / ".c.npz.rnnext-tmp-abababababab"
+    other.write_bytes(b"being written")
+    with pytest.raises(FileExistsError):
+        t.save(path)
+    assert other.read_bytes() == b"being written"
+    assert file_digest(path) == before
 
 
 def test_the_command_line_on_an_unwritable_out(tmp_path, text):

@@ -3,6 +3,11 @@
 # written atomically, and byte-identical for identical states. Which corpus
 # was trained on is not recorded: the caller passes it again.
 #
+# A save writes `.NAME.rnnext-tmp-` and 12 hex digits beside NAME, then
+# renames it over NAME. A process killed mid-save leaves that file behind
+# (one per killed save); nothing reads it and it may be deleted. Saves do
+# not remove such files, since another process may be writing one.
+#
 # B = rows, H = hidden, V = vocabulary, E = epochs done.
 #
 # Members (format version 1):
@@ -38,6 +43,9 @@ from rnnext.vocab import Vocabulary
 
 FORMAT_TAG = "rnnext-checkpoint"
 FORMAT_VERSION = 1
+
+# In the name of the temporary file a save writes, before its random part.
+TEMP_MARK = ".rnnext-tmp-"
 
 # Bit generators whose state is plain integers, so JSON holds it exactly.
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM")
@@ -82,7 +90,8 @@ def save_checkpoint(path: str | os.PathLike[str], checkpoint: Checkpoint) -> Pat
 
     The file is written under a temporary name in the same directory, synced,
     then renamed over ``path``: a crash or an error leaves any previous file
-    whole. Refuses (ValueError) a state holding NaN or infinity.
+    whole. Refuses (NonFiniteCheckpoint, a ValueError) a state holding NaN or
+    infinity, and (IsADirectoryError) a path that is a directory.
     """
     target = Path(path)
     members = _members(checkpoint)
@@ -90,24 +99,42 @@ def save_checkpoint(path: str | os.PathLike[str], checkpoint: Checkpoint) -> Pat
         raise FileNotFoundError(
             f"cannot save {target}: no such directory {target.parent}"
         )
+    if target.is_dir():
+        raise _is_a_directory(target)
 
     # Created like any new file (the umask applies), under a name no one has.
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    tmp = target.with_name(f".{target.name}{TEMP_MARK}{secrets.token_hex(6)}")
+    ours = True  # whether a file named tmp is this call's to remove
     try:
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            ours = False
+            raise
         with os.fdopen(fd, "wb") as f:
             _write_npz(f, members)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
         try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+            os.replace(tmp, target)
+        except IsADirectoryError:  # made a directory since the check above
+            raise _is_a_directory(target) from None
+    except BaseException:
+        # Also an interrupt that lands once os.open has made the file.
+        if ours:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
         raise
     _sync_directory(target.parent)
     return target
+
+
+def _is_a_directory(target: Path) -> IsADirectoryError:
+    return IsADirectoryError(
+        f"{target} is a directory; cannot save a checkpoint over it"
+    )
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
@@ -128,6 +155,16 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         raise ValueError(f"{p} is not a usable rnnext checkpoint: {e}") from None
 
 
+class NonFiniteCheckpoint(ValueError):
+    """save_checkpoint refused a state: ``name`` holds NaN or infinity."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"refusing to save a checkpoint whose {name} holds NaN or infinity"
+        )
+
+
 class _Invalid(Exception):
     """What is wrong with a file; load_checkpoint adds the file name."""
 
@@ -139,9 +176,7 @@ def _json_bytes(obj: object) -> npt.NDArray[np.uint8]:
 
 def _finite(name: str, a: npt.ArrayLike) -> None:
     if not np.all(np.isfinite(a)):
-        raise ValueError(
-            f"refusing to save a checkpoint whose {name} holds NaN or infinity"
-        )
+        raise NonFiniteCheckpoint(name)
 
 
 def _members(c: Checkpoint) -> dict[str, np.ndarray]:
