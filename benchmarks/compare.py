@@ -20,6 +20,7 @@ import workloads as w
 
 PEAK_FALLBACK = 99.0  # GFLOP/s per core, used when nothing can be measured
 
+LABEL = {"rnnext": "rnnext", "numpy": "NumPy", "torch": "PyTorch"}
 Times = dict[int, list[float]]  # seconds per call in each round, by id
 
 
@@ -105,11 +106,10 @@ def parse_args() -> argparse.Namespace:
 
 def step_table(steps: dict[str, dict[str, Any]], times: Times, limit: float) -> str:
     impls = [i for i in ("rnnext", "numpy", "torch") if i in next(iter(steps.values()))]
-    label = {"rnnext": "rnnext", "numpy": "NumPy", "torch": "PyTorch"}
     header = ["config (H, B, T)", "FLOP/token"]
-    header += [f"{label[i]} tok/s" for i in impls]
-    header += [f"rnnext / {label[i]}" for i in impls[1:]]
-    header += [f"{label[i]} % of limit" for i in impls] + ["spread"]
+    header += [f"{LABEL[i]} tok/s" for i in impls]
+    header += [f"rnnext / {LABEL[i]}" for i in impls[1:]]
+    header += [f"{LABEL[i]} % of limit" for i in impls] + ["spread"]
     _, V = w.corpus_ids()
     rows = []
     for config, runs in steps.items():
@@ -210,7 +210,8 @@ def main() -> None:
     rows = []
     for (impl, n), x in threads.items():
         r = rate(x, times)
-        rows.append([impl, str(n), si(r), f"{100 * r * F / (gflops * 1e9 * n):.1f}"])
+        pct = 100 * r * F / (gflops * 1e9 * n)
+        rows.append([LABEL[impl], str(n), si(r), f"{pct:.1f}"])
     print("Threads at the tutorial size\n")
     header = ["implementation", "threads", "tok/s", "% of those cores' limit"]
     print(table(header, rows) + "\n")
