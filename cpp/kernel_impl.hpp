@@ -415,6 +415,12 @@ void shapes(const Job<T>& J, long rows[5], long cols[5], long ld[5]) {
   for (int p = 0; p < 5; ++p) rows[p] = r[p], cols[p] = c[p], ld[p] = l[p];
 }
 
+// The number of rows of the five parameters together.
+template <class T>
+inline long param_rows(const Job<T>& J) {
+  return 2 * J.H + J.V + 2;
+}
+
 template <class T>
 Outcome fused(const Job<T>& J) {
   constexpr int L = simd<T>::L;
@@ -431,9 +437,9 @@ Outcome fused(const Job<T>& J) {
                     (grad ? 0 : blocks * ROWS * Vp);
   const int copies = J.mode == Mode::adagrad ? 3 : (grad ? 2 : 1);
   const long total = padded * copies + H * Hp + V * Hp + acts;
-  const long row_tasks = 2 * H + V + 2;
-  // doubles, one per block and per parameter row, then 64-byte aligned
-  const long losses = round_up(blocks + row_tasks, 8);
+  const long row_tasks = param_rows(J);
+  // doubles, one per block and two per parameter row, then 64-byte aligned
+  const long losses = round_up(blocks + 2 * row_tasks, 8);
   double* block_loss = static_cast<double*>(
       scratch(std::size_t(losses + total) * sizeof(double)));
   double* row_sq = block_loss + blocks;
@@ -459,30 +465,54 @@ Outcome fused(const Job<T>& J) {
   if (J.mode == Mode::adagrad)
     for (int k = 0; k < 5; ++k) W.A[k] = take(rows[k] * ld[k]);
 
-  // pad parameters with zeros (b_softmax with -inf, so padded logits vanish)
-  for (int k = 0; k < 5; ++k)
-    for (long i = 0; i < rows[k]; ++i)
-      for (long j = 0; j < ld[k]; ++j)
-        (*pp[k])[i * ld[k] + j] =
-            j < cols[k] ? J.param[k][i * cols[k] + j]
-                        : (k == 4 ? -__builtin_inf() : T(0));
-  if (grad) {
-    for (long j = 0; j < H; ++j)
-      for (long i = 0; i < Hp; ++i)
-        P.WhT[j * Hp + i] = i < H ? J.param[1][i * H + j] : T(0);
-    for (long v = 0; v < V; ++v)
-      for (long i = 0; i < Hp; ++i)
-        P.WsT[v * Hp + i] = i < H ? J.param[3][i * V + v] : T(0);
-  }
-  for (long b = 0; b < B; ++b)
-    for (long j = 0; j < Hp; ++j) W.Hs[b * Hp + j] = j < H ? J.h0[b * H + j] : T(0);
-
   struct Context {
     const Job<T>& J;
     const Padded<T>& P;
     const Work<T>& W;
+    const long *rows, *cols, *ld;
     double* block_loss;
-  } ctx{J, P, W, block_loss};
+    double* row_sq;  // per parameter row: squared gradient norm
+    double* row_bad;  // per parameter row: 1 if its update overflowed
+    T scale;  // of the gradients, for clipping by norm
+    // parameter row r as (parameter k, row i)
+    void locate(long r, int& k, long& i) const {
+      for (k = 0; r >= rows[k]; ++k) r -= rows[k];
+      i = r;
+    }
+  } ctx{J, P, W, rows, cols, ld, block_loss, row_sq, row_sq + row_tasks, T(1)};
+  // small loops over rows are not worth waking threads for
+  const int row_threads = padded > 65536 ? J.threads : 1;
+
+  // parameter rows padded with zeros (b_softmax with -inf, so padded logits
+  // vanish), the transposes needed backward, and h0
+  const long prep = row_tasks + (grad ? H + V : 0) + 1;
+  parallel_for(prep, row_threads, [](void* c, long r) {
+    Context& x = *static_cast<Context*>(c);
+    const Job<T>& J = x.J;
+    const Padded<T>& P = x.P;
+    const long H = J.H, Hp = x.ld[1];
+    if (r < param_rows(J)) {
+      int k;
+      long i;
+      x.locate(r, k, i);
+      T* const dst[5] = {P.Wi, P.Wh, P.bh, P.Ws, P.bs};
+      const T pad = k == 4 ? -__builtin_inf() : T(0);
+      for (long j = 0; j < x.ld[k]; ++j)
+        dst[k][i * x.ld[k] + j] =
+            j < x.cols[k] ? J.param[k][i * x.cols[k] + j] : pad;
+    } else if ((r -= param_rows(J)) < (J.mode != Mode::evaluate ? H + J.V : 0)) {
+      // W_hidden^T row j, or W_softmax^T row v
+      T* dst = r < H ? P.WhT + r * Hp : P.WsT + (r - H) * Hp;
+      const T* src = r < H ? J.param[1] + r : J.param[3] + (r - H);
+      const long stride = r < H ? H : J.V;
+      for (long i = 0; i < Hp; ++i) dst[i] = i < H ? src[i * stride] : T(0);
+    } else {
+      for (long b = 0; b < J.B; ++b)
+        for (long j = 0; j < Hp; ++j)
+          x.W.Hs[b * Hp + j] = j < H ? J.h0[b * H + j] : T(0);
+    }
+  }, &ctx);
+
   parallel_for(blocks, J.threads, [](void* c, long b) {
     Context& x = *static_cast<Context*>(c);
     x.block_loss[b] = block(x.J, x.P, x.W, b);
@@ -498,20 +528,22 @@ Outcome fused(const Job<T>& J) {
   out.loss /= double(N);
   for (long b = 0; b < B; ++b)
     for (long j = 0; j < H; ++j) J.hT[b * H + j] = W.Hs[(J.T * B + b) * Hp + j];
+  if (!grad) return out;
 
-  if (grad) {
-    // squared norm, one term per parameter row, summed in a fixed order
-    for (long r = 0, k = 0; k < 5; ++k)
-      for (long i = 0; i < rows[k]; ++i, ++r) {
-        const T* g = W.G[k] + i * ld[k];
-        double s = 0;
-        for (long j = 0; j < cols[k]; ++j) s += double(g[j]) * double(g[j]);
-        row_sq[r] = s;
-      }
-    double sq = 0;
-    for (long r = 0; r < row_tasks; ++r) sq += row_sq[r];
-    out.grad_norm = __builtin_sqrt(sq);
-  }
+  // squared norm, one term per parameter row, summed in a fixed order
+  parallel_for(row_tasks, row_threads, [](void* c, long r) {
+    Context& x = *static_cast<Context*>(c);
+    int k;
+    long i;
+    x.locate(r, k, i);
+    const T* g = x.W.G[k] + i * x.ld[k];
+    double s = 0;
+    for (long j = 0; j < x.cols[k]; ++j) s += double(g[j]) * double(g[j]);
+    x.row_sq[r] = s;
+  }, &ctx);
+  double sq = 0;
+  for (long r = 0; r < row_tasks; ++r) sq += row_sq[r];
+  out.grad_norm = __builtin_sqrt(sq);
 
   if (J.mode == Mode::gradients) {
     for (int k = 0; k < 5; ++k)
@@ -520,44 +552,53 @@ Outcome fused(const Job<T>& J) {
           J.grad[k][i * cols[k] + j] = W.G[k][i * ld[k] + j];
     for (long b = 0; b < B; ++b)
       for (long j = 0; j < H; ++j) J.grad_h0[b * H + j] = W.dh[b * Hp + j];
+    return out;
   }
+  if (!__builtin_isfinite(out.loss) || !__builtin_isfinite(out.grad_norm))
+    return out;
 
-  if (J.mode == Mode::adagrad && __builtin_isfinite(out.loss) &&
-      __builtin_isfinite(out.grad_norm)) {
-    const T lr = T(J.lr), eps = T(J.eps), c = T(J.clip);
-    const T scale = J.clip_norm > 0 && out.grad_norm > J.clip_norm
-                        ? T(J.clip_norm / out.grad_norm)
-                        : T(1);
-
-    // accum += g*g; w -= lr * g / (sqrt(accum) + eps), first into W.G and
-    // W.A so that nothing changes if a new value overflows
-    bool bad = false;
-    for (int k = 0; k < 5; ++k)
-      for (long i = 0; i < rows[k]; ++i) {
-        const T* __restrict w = J.param[k] + i * cols[k];
-        const T* __restrict a = J.accum[k] + i * cols[k];
-        T* __restrict g = W.G[k] + i * ld[k];
-        T* __restrict an = W.A[k] + i * ld[k];
-        for (long j = 0; j < cols[k]; ++j) {
-          T gj = g[j] * scale;
-          if (J.clip > 0) gj = gj < -c ? -c : (gj > c ? c : gj);
-          an[j] = a[j] + gj * gj;
-          g[j] = w[j] - lr * gj / (sqrt_(an[j]) + eps);
-        }
-        for (long j = 0; j < cols[k]; ++j)
-          bad |= (g[j] - g[j] != T(0)) | (an[j] - an[j] != T(0));
-      }
-    if (!bad) {
-      for (int k = 0; k < 5; ++k)
-        for (long i = 0; i < rows[k]; ++i)
-          for (long j = 0; j < cols[k]; ++j) {
-            J.param[k][i * cols[k] + j] = W.G[k][i * ld[k] + j];
-            J.accum[k][i * cols[k] + j] = W.A[k][i * ld[k] + j];
-          }
-      out.updated = true;
+  // accum += g*g; w -= lr * g / (sqrt(accum) + eps), first into W.A and W.G
+  // so that nothing changes if a new value overflows
+  if (J.clip_norm > 0 && out.grad_norm > J.clip_norm)
+    ctx.scale = T(J.clip_norm / out.grad_norm);
+  parallel_for(row_tasks, row_threads, [](void* c, long r) {
+    Context& x = *static_cast<Context*>(c);
+    const Job<T>& J = x.J;
+    const T lr = T(J.lr), eps = T(J.eps), cl = T(J.clip), scale = x.scale;
+    int k;
+    long i;
+    x.locate(r, k, i);
+    const long n = x.cols[k];
+    const T* __restrict w = J.param[k] + i * n;
+    const T* __restrict a = J.accum[k] + i * n;
+    T* __restrict g = x.W.G[k] + i * x.ld[k];
+    T* __restrict an = x.W.A[k] + i * x.ld[k];
+    for (long j = 0; j < n; ++j) {
+      T gj = g[j] * scale;
+      if (J.clip > 0) gj = gj < -cl ? -cl : (gj > cl ? cl : gj);
+      an[j] = a[j] + gj * gj;
+      g[j] = w[j] - lr * gj / (sqrt_(an[j]) + eps);
     }
-  }
+    bool bad = false;
+    for (long j = 0; j < n; ++j)
+      bad |= (g[j] - g[j] != T(0)) | (an[j] - an[j] != T(0));
+    x.row_bad[r] = bad;
+  }, &ctx);
+  for (long r = 0; r < row_tasks; ++r)
+    if (ctx.row_bad[r] != 0) return out;
 
+  parallel_for(row_tasks, row_threads, [](void* c, long r) {
+    Context& x = *static_cast<Context*>(c);
+    int k;
+    long i;
+    x.locate(r, k, i);
+    const long n = x.cols[k];
+    for (long j = 0; j < n; ++j) {
+      x.J.param[k][i * n + j] = x.W.G[k][i * x.ld[k] + j];
+      x.J.accum[k][i * n + j] = x.W.A[k][i * x.ld[k] + j];
+    }
+  }, &ctx);
+  out.updated = true;
   return out;
 }
 
