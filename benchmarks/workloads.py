@@ -203,7 +203,9 @@ def torch_impl(V: int, H: int, threads: int = THREADS) -> Impl:
     def step(X, Y, h):
         if torch.get_num_threads() != threads:  # another Impl changed it
             torch.set_num_threads(threads)
-        out, h_T = rnn(F.one_hot(X, V).to(torch.float32), h)  # (B, T, H)
+        # one-hot inputs; F.one_hot(X, V).float() is the same, 3x slower
+        x = torch.zeros(*X.shape, V).scatter_(2, X.unsqueeze(2), 1.0)
+        out, h_T = rnn(x, h)  # (B, T, H)
         logits = linear(out)  # (B, T, V)
         loss = F.cross_entropy(logits.reshape(-1, V), Y.reshape(-1))
         opt.zero_grad()
