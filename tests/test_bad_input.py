@@ -88,9 +88,16 @@ def fresh(e):
 
 
 def resume_and_train(e, path):
-    corpus, _ = load_corpus(path, B, T, val_fraction=e.config.val_fraction)
+    corpus, vocab = load_corpus(path, B, T, val_fraction=e.config.val_fraction)
     config = TrainConfig(**{**e.config.to_dict(), "epochs": 2})
-    Trainer.resume(fresh(e), corpus, config).train(max_feeds=1)
+    Trainer.resume(fresh(e), corpus, vocab, config).train(max_feeds=1)
+
+
+def resume_on(e, path, vocab=None):
+    """Trainer.resume of the checkpoint on the text at path, loaded with no
+    vocabulary (so with its own), and given `vocab` or that one."""
+    corpus, own = load_corpus(path, B, T, val_fraction=e.config.val_fraction)
+    return Trainer.resume(fresh(e), corpus, vocab or own)
 
 
 def sizes():
@@ -205,6 +212,12 @@ API_CASES = [
         id="read_text-latin1-as-utf8",
     ),
     pytest.param(
+        lambda e: read_text(e.d / "latin1.txt"),
+        ValueError,
+        r"; pass the file's encoding, e\.g\. encoding='latin-1'$",
+        id="read_text-latin1-hint-in-python-terms",
+    ),
+    pytest.param(
         lambda e: read_text(e.d / "text.txt", encoding="klingon"),
         ValueError,
         r"^unknown text encoding 'klingon'$",
@@ -302,6 +315,12 @@ API_CASES = [
         id="TrainConfig-empty-prime",
     ),
     pytest.param(
+        lambda e: TrainConfig(prime=7),
+        TypeError,
+        r"^prime must be a str, got int$",
+        id="TrainConfig-prime-not-str",
+    ),
+    pytest.param(
         lambda e: sample(e.model, e.vocab, seed=-1),
         ValueError,
         r"^seed must be at least 0, got -1$",
@@ -389,9 +408,35 @@ API_CASES = [
         id="Trainer.resume-corpus-of-another-vocabulary",
     ),
     pytest.param(
+        lambda e: resume_on(e, e.d / "other.txt"),
+        ValueError,
+        r"^the corpus's vocabulary is not the checkpoint's: it has 18 characters, "
+        r"the checkpoint 59; 12 not in the checkpoint \('0', .*'\u20ac', '\u2713'\); "
+        r"53 only in the checkpoint \(.*\); load the corpus with "
+        r"vocab=checkpoint\.vocab$",
+        id="Trainer.resume-vocabulary-of-another-corpus",
+    ),
+    pytest.param(
+        lambda e: resume_on(
+            e, e.d / "text.txt", rnnext.Vocabulary(e.vocab.chars[::-1])
+        ),
+        ValueError,
+        r"^the corpus's vocabulary is not the checkpoint's: it has 59 characters, "
+        r"the checkpoint 59; the same characters in another order",
+        id="Trainer.resume-vocabulary-in-another-order",
+    ),
+    pytest.param(
+        lambda e: Trainer.resume(fresh(e), Corpus(e.ids, B, T, 0.05), e.config),
+        TypeError,
+        r"^vocab must be the Vocabulary the corpus was encoded with, got "
+        r"TrainConfig$",
+        id="Trainer.resume-without-a-vocabulary",
+    ),
+    pytest.param(
         lambda e: Trainer.resume(
             fresh(e),
             Corpus(e.ids, B, T, 0.05),
+            e.vocab,
             TrainConfig(**{**e.config.to_dict(), "hidden_size": 9}),
         ),
         ValueError,
@@ -482,9 +527,15 @@ API_CASES = [
     ),
     pytest.param(
         lambda e: TrainConfig(dtype="float16"),
-        ValueError,
+        TypeError,
         r"^dtype must be 'float32' or 'float64', got 'float16'$",
         id="TrainConfig-dtype=float16",
+    ),
+    pytest.param(
+        lambda e: TrainConfig(dtype="bogus"),
+        TypeError,
+        r"^dtype must be 'float32' or 'float64', got 'bogus'$",
+        id="TrainConfig-dtype=bogus",
     ),
     pytest.param(
         lambda e: TrainConfig(seed=-1),
@@ -676,6 +727,13 @@ CLI_CASES = [
         2,
         r"^rnnext: error: (?=.*other\.txt).*not in the vocabulary.*'\u20ac', '\u2713'",
         id="resume-corpus-of-another-vocabulary",
+    ),
+    pytest.param(
+        lambda e: resume(e, "c.npz", corpus="other.txt"),
+        2,
+        r"^rnnext: error: \S*other\.txt has 12 characters not in the vocabulary of "
+        r"checkpoint \S*c\.npz \(59 characters\): '0', ",
+        id="resume-corpus-of-another-vocabulary-names-both-files",
     ),
     *(
         pytest.param(

@@ -87,7 +87,7 @@ text, path, log = map(Path, sys.argv[1:])
 if path.exists():
     c = load_checkpoint(path)
     corpus, _ = load_corpus(text, 4, 10, vocab=c.vocab)
-    trainer = Trainer.resume(c, corpus)
+    trainer = Trainer.resume(c, corpus, c.vocab)
 else:
     config = TrainConfig(
         hidden_size=256, rows=4, steps=10, epochs=10**6, val_fraction=0.0,

@@ -34,6 +34,7 @@ from rnnext.trainer import (
     Trainer,
     TrainingDiverged,
 )
+from rnnext.vocab import UndecodableText, UnknownCharacters
 
 DEFAULT_OUT = "rnnext-checkpoint.npz"
 DEFAULTS = TrainConfig().to_dict()
@@ -324,13 +325,23 @@ def _make_trainer(
             vocab=vocab,
             encoding=args.encoding,
         )
+    except UnknownCharacters as e:  # only with the checkpoint's vocabulary
+        raise _Fail(
+            f"{corpus_path} has {len(e.unknown)} characters not in the "
+            f"vocabulary of checkpoint {args.resume} ({e.vocab_size} "
+            f"characters): {e.listing}"
+        ) from None
+    except UndecodableText as e:
+        raise _Fail(
+            f"{e.problem}; pass the file's encoding, e.g. --encoding latin-1"
+        ) from None
     except (OSError, ValueError, TypeError) as e:
         raise _failed(e) from None
 
     try:
         if args.resume is None:
             return Trainer(config, corpus, vocab)
-        trainer = Trainer.resume(ckpt, corpus, config)
+        trainer = Trainer.resume(ckpt, corpus, vocab, config)
     except (ValueError, TypeError) as e:
         raise _failed(e) from None
     if trainer.finished:

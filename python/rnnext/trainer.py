@@ -22,7 +22,7 @@ from rnnext.checkpoint import Checkpoint, EpochLoss, save_checkpoint
 from rnnext.corpus import Corpus
 from rnnext.model import Adagrad, CharRNN, check_float, check_int
 from rnnext.sampling import sample
-from rnnext.vocab import Vocabulary
+from rnnext.vocab import Vocabulary, _differences
 
 FloatArray = npt.NDArray[Any]
 IntArray = npt.NDArray[np.integer[Any]]
@@ -88,12 +88,13 @@ class TrainConfig:
                 keep(name, check_float(getattr(self, name), name, positive=True))
         if self.clip is not None and self.clip_norm is not None:
             raise ValueError("clip and clip_norm cannot both be set: choose one")
-        if not isinstance(self.prime, str) or not self.prime:
+        if not isinstance(self.prime, str):
+            raise TypeError(f"prime must be a str, got {type(self.prime).__name__}")
+        if not self.prime:
             raise ValueError(f"prime must be a non-empty str, got {self.prime!r}")
+        # An unsupported dtype is a TypeError, as it is for CharRNN.
         if self.dtype not in ("float32", "float64"):
-            raise ValueError(
-                f"dtype must be 'float32' or 'float64', got {self.dtype!r}"
-            )
+            raise TypeError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -245,14 +246,29 @@ class Trainer:
         cls,
         checkpoint: Checkpoint,
         corpus: Corpus,
+        vocab: Vocabulary,
         config: TrainConfig | None = None,
     ) -> Trainer:
         """Go on from a checkpoint, on the corpus it was trained on.
 
+        ``vocab`` is the vocabulary the corpus was encoded with; it must be
+        the checkpoint's (``load_corpus(..., vocab=checkpoint.vocab)`` gives
+        that), else the ids would mean other characters: ValueError.
         ``config`` defaults to the checkpoint's; it may differ from it only
         in RESUMABLE_CHANGES (more epochs, a lower lr, sampling settings).
         The Trainer takes over the checkpoint's model and arrays.
         """
+        if not isinstance(vocab, Vocabulary):
+            raise TypeError(
+                f"vocab must be the Vocabulary the corpus was encoded with, "
+                f"got {type(vocab).__name__}"
+            )
+        if vocab != checkpoint.vocab:
+            raise ValueError(
+                f"the corpus's vocabulary is not the checkpoint's: "
+                f"{_differences(vocab, checkpoint.vocab, 'the checkpoint')}; "
+                f"load the corpus with vocab=checkpoint.vocab"
+            )
         saved = TrainConfig.from_dict(checkpoint.config)
         if config is None:
             config = saved
@@ -267,7 +283,7 @@ class Trainer:
                 f"cannot change {', '.join(changed)} when resuming (the "
                 f"checkpoint has {was}); only {', '.join(RESUMABLE_CHANGES)} may"
             )
-        return cls(config, corpus, checkpoint.vocab, _resume=checkpoint)
+        return cls(config, corpus, vocab, _resume=checkpoint)
 
     @property
     def finished(self) -> bool:

@@ -83,6 +83,42 @@ def _listing(chars: list[str]) -> str:
     return shown
 
 
+class UnknownCharacters(ValueError):
+    """Text with characters outside a vocabulary of ``vocab_size``.
+
+    ``unknown`` lists them, distinct and in code point order; ``listing``
+    is how messages show them.
+    """
+
+    def __init__(self, unknown: list[str], vocab_size: int) -> None:
+        self.unknown, self.vocab_size = unknown, vocab_size
+        self.listing = _listing(unknown)
+        super().__init__(
+            f"text has characters not in the vocabulary of {vocab_size} "
+            f"({len(unknown)} distinct): {self.listing}"
+        )
+
+    def __reduce__(self) -> tuple[type[UnknownCharacters], tuple[list[str], int]]:
+        return (type(self), (self.unknown, self.vocab_size))
+
+
+class UndecodableText(ValueError):
+    """A file whose bytes are not valid in the encoding it was read with.
+
+    ``problem`` says where and why; the message adds the remedy, in the
+    Python API's words (``encoding=...``).
+    """
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+        super().__init__(
+            f"{problem}; pass the file's encoding, e.g. encoding='latin-1'"
+        )
+
+    def __reduce__(self) -> tuple[type[UndecodableText], tuple[str]]:
+        return (type(self), (self.problem,))
+
+
 class Vocabulary:
     """An ordered set of characters; character i has id i.
 
@@ -210,17 +246,14 @@ class Vocabulary:
                 raise AssertionError("an unknown character went unlisted")
 
     def _check_known(self, chars: str) -> None:
-        """Raise ValueError listing the chars not in the vocabulary.
+        """Raise UnknownCharacters listing the chars not in the vocabulary.
 
         ``chars`` are distinct and in code point order, as _Seen gives them.
         """
         mine = set(self._chars)
         unknown = [c for c in chars if c not in mine]
         if unknown:
-            raise ValueError(
-                f"text has characters not in the vocabulary of {len(self)} "
-                f"({len(unknown)} distinct): {_listing(unknown)}"
-            )
+            raise UnknownCharacters(unknown, len(self))
 
     def decode(self, ids: npt.ArrayLike) -> str:
         """The text of a 1-D sequence of ids in [0, len(self))."""
@@ -239,6 +272,21 @@ class Vocabulary:
             )
         raw: bytes = self._codes[a].tobytes()
         return raw.decode(_UTF32, _PASS)
+
+
+def _differences(ours: Vocabulary, theirs: Vocabulary, whose: str) -> str:
+    """What sets vocabulary ``ours`` apart from ``whose``, ``theirs``."""
+    mine, other = set(ours.chars), set(theirs.chars)
+    extra = [c for c in ours.chars if c not in other]
+    missing = [c for c in theirs.chars if c not in mine]
+    parts = [f"it has {len(ours)} characters, {whose} {len(theirs)}"]
+    if extra:
+        parts.append(f"{len(extra)} not in {whose} ({_listing(extra)})")
+    if missing:
+        parts.append(f"{len(missing)} only in {whose} ({_listing(missing)})")
+    if not extra and not missing:
+        parts.append("the same characters in another order, so other ids")
+    return "; ".join(parts)
 
 
 def read_text(path: str | os.PathLike[str], encoding: str = "utf-8") -> str:
@@ -317,15 +365,13 @@ def _read_pieces(p: Path, encoding: str) -> Iterator[str]:
                 # e.object is what the decoder was decoding: its pending
                 # bytes and this chunk, so it ends at byte `fed`.
                 offset = fed - len(e.object) + e.start
-                raise ValueError(
+                raise UndecodableText(
                     f"{p} is not valid {encoding}: byte {e.object[e.start]:#04x} "
-                    f"at offset {offset} ({e.reason}); pass the file's "
-                    f"encoding, e.g. encoding='latin-1'"
+                    f"at offset {offset} ({e.reason})"
                 ) from None
             except UnicodeError as e:  # "pending buffer overflow", say
-                raise ValueError(
-                    f"{p} is not valid {encoding}: {e} before offset {fed}; "
-                    f"pass the file's encoding, e.g. encoding='latin-1'"
+                raise UndecodableText(
+                    f"{p} is not valid {encoding}: {e} before offset {fed}"
                 ) from None
             if at_start and text:
                 text, at_start = text.removeprefix("\ufeff"), False
