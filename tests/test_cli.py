@@ -3,6 +3,7 @@
 # ending with one "rnnext: error:" line, status 2 and no traceback.
 import importlib.util
 import io
+import math
 import re
 import shlex
 import signal
@@ -160,17 +161,29 @@ def test_ctrl_c_saves_a_resumable_checkpoint(corpus_file, tmp_path):
     assert load_checkpoint(ckpt).epoch == epoch
 
 
-def test_a_diverging_run_keeps_the_last_good_checkpoint(corpus_file, tmp_path, capsys):
+@pytest.mark.parametrize("limit", [True, False], ids=["loss-limit", "nan-only"])
+def test_a_diverging_run_keeps_the_last_good_checkpoint(
+    corpus_file, tmp_path, capsys, monkeypatch, limit
+):
     ckpt = tmp_path / "c.npz"
     args = ("train", corpus_file, *SMALL, "--out", ckpt)
     assert run_main(capsys, *args, "--epochs", 1)[0] == 0
     good = ckpt.read_bytes()
+    if not limit:  # then only a NaN or an infinity stops the run
+        monkeypatch.setattr(rnnext.trainer, "DIVERGENCE_FACTOR", math.inf)
     status, _, err = run_main(
         capsys, *args, "--resume", ckpt, "--epochs", 3, "--lr", 1e38
     )
     assert status == 1
     assert err.count("\n") == 1
-    assert err.startswith("rnnext: error: the loss became nan at epoch 2, feed ")
+    if limit:
+        assert re.match(
+            r"rnnext: error: the loss became \S+ \(above 100 ln V = [\d.]+\) at "
+            r"epoch 2, feed ",
+            err,
+        ), err
+    else:
+        assert err.startswith("rnnext: error: the loss became nan at epoch 2, feed ")
     assert "try a lower --lr (it is 1e+38), or --clip or --clip-norm" in err
     assert err.endswith(f"the last good checkpoint, after epoch 1, is {ckpt}\n")
     assert ckpt.read_bytes() == good

@@ -6,7 +6,9 @@ import errno
 import hashlib
 import inspect
 import io
+import math
 import os
+import pickle
 import random
 import re
 import signal
@@ -21,12 +23,32 @@ import pytest
 import rnnext
 from rnnext import Trainer, TrainingDiverged, load_checkpoint, save_checkpoint
 from rnnext.model import PARAM_NAMES
-from rnnext.trainer import TrainConfig
+from rnnext.trainer import Saved, TrainConfig
 
 
 def rnnext_cmd(*args, timeout=120):
     return subprocess.run(
         [sys.executable, "-m", "rnnext", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+# The command line with no limit on a finite loss, so that only a NaN or an
+# infinity stops a run: a run diverging fast is stopped by the limit first.
+NO_LOSS_LIMIT = """\
+import sys
+import rnnext.trainer
+rnnext.trainer.DIVERGENCE_FACTOR = float("inf")
+from rnnext.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def rnnext_cmd_without_loss_limit(*args, timeout=120):
+    return subprocess.run(
+        [sys.executable, "-c", NO_LOSS_LIMIT, *map(str, args)],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -205,7 +227,7 @@ def test_a_diverging_run_stops_with_one_line(tmp_path, text, chars, args):
     corpus = write_text(tmp_path / "text.txt", text[:chars])
     out = tmp_path / "run"
     out.mkdir()
-    r = rnnext_cmd(
+    r = rnnext_cmd_without_loss_limit(
         "train", corpus, "--epochs", 8, *SMALL, *args, "--out", out / "c.npz"
     )
     assert r.returncode == 1, r.stderr
@@ -232,6 +254,54 @@ def test_a_loss_that_explodes_but_stays_finite_stops_the_run(tmp_path, text):
     assert r.returncode != 0, f"status 0 after:\n{r.stdout}"
     assert_one_line_error(r)
     assert_only_finite_checkpoints(out)
+    assert re.match(
+        r"rnnext: error: the loss became [0-9.]+e\+\d+ \(above 100 ln V = "
+        r"[0-9.]+\) at epoch 1, feed \d+; try a lower --lr",
+        r.stderr,
+    ), r.stderr
+    assert r.returncode == 1
+
+
+@pytest.mark.parametrize("chars", [2000, 60], ids=["val-tail", "no-val-tail"])
+@pytest.mark.parametrize("lr", ["1e38", "1e30", "1e10"])
+def test_no_saved_checkpoint_has_a_diverged_loss(tmp_path, text, chars, lr):
+    # every checkpoint written scores below the limit on the corpus
+    path = write_text(tmp_path / "text.txt", text[:chars])
+    val = 0.05 if chars == 2000 else 0.0
+    config = TrainConfig(
+        hidden_size=8,
+        rows=4,
+        steps=10,
+        lr=float(lr),
+        epochs=6,
+        prime="A",
+        val_fraction=val,
+        sample_every=0,
+    )
+    corpus, vocab = rnnext.load_corpus(path, 4, 10, val_fraction=val)
+    trainer = Trainer(config, corpus, vocab)
+    out = tmp_path / "run"
+    out.mkdir()
+    saved = []
+
+    def keep(event):
+        if isinstance(event, Saved):
+            saved.append(event)
+
+    try:
+        # a stop mid-epoch (or, with one feed an epoch, at an epoch's end)
+        trainer.train(checkpoint_path=out / "c.npz", on_event=keep, max_feeds=3)
+        trainer.train(checkpoint_path=out / "c.npz", on_event=keep)
+    except TrainingDiverged:
+        pass
+    assert_only_finite_checkpoints(out)
+    if not saved:
+        return
+    c = load_checkpoint(out / "c.npz")
+    assert (c.epoch, c.feed) == (saved[-1].epoch, saved[-1].feed)
+    # the loss of the feed that resuming would train first
+    loss, _ = c.model.evaluate(*corpus.feed(c.feed), c.state)
+    assert loss <= trainer.loss_limit, f"saved at a loss of {loss}"
 
 
 def test_a_weight_that_overflows_raises_training_diverged(tmp_path, text):
@@ -253,6 +323,69 @@ def test_a_weight_that_overflows_raises_training_diverged(tmp_path, text):
     with pytest.raises(TrainingDiverged, match="try a lower learning rate"):
         trainer.train(checkpoint_path=path)
     assert_only_finite_checkpoints(path.parent)
+
+
+def test_a_finite_but_absurd_loss_raises_training_diverged(tmp_path, text):
+    config = TrainConfig(
+        hidden_size=8, rows=4, steps=10, lr=1e30, epochs=3, sample_every=0
+    )
+    corpus, vocab = rnnext.load_corpus(
+        write_text(tmp_path / "t.txt", text[:2000]), 4, 10, val_fraction=0.05
+    )
+    trainer = Trainer(config, corpus, vocab)
+    path = tmp_path / "run" / "c.npz"
+    path.parent.mkdir()
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"^the loss became \S+ \(above 100 ln V = [\d.]+\) at epoch 1, "
+        r"feed \d+; try a lower learning rate",
+    ) as e:
+        trainer.train(checkpoint_path=path)
+    limit = 100 * math.log(len(vocab))
+    assert trainer.loss_limit == limit
+    assert math.isfinite(e.value.loss) and e.value.loss > limit
+    assert not path.exists()
+    with pytest.raises(RuntimeError, match="this run has diverged"):
+        trainer.train()
+    with pytest.raises(RuntimeError, match="this run has diverged"):
+        trainer.save(path)
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("call", ["train", "save"])
+@pytest.mark.parametrize(
+    ("where", "what"),
+    [
+        (lambda t: t.model.params["W_input"], "W_input"),
+        (lambda t: t.optimizer.accumulators["W_softmax"], "accumulator of W_softmax"),
+    ],
+    ids=["weight", "accumulator"],
+)
+def test_a_non_finite_array_is_training_diverged(saved, where, what, call):
+    # the arrays are checked themselves, not only through the next feed's loss
+    t, path, before = saved
+    where(t)[-1, -1] = np.inf
+    with pytest.raises(TrainingDiverged, match=f"^{what} became NaN or infinite "):
+        if call == "train":
+            t.train(checkpoint_path=path, max_feeds=0)
+        else:
+            t.save(path)
+    assert file_digest(path) == before
+    assert os.listdir(path.parent) == ["c.npz"]
+    with pytest.raises(RuntimeError, match="this run has diverged"):
+        t.save(path)
+
+
+def test_exceptions_with_fields_pickle():
+    for e in (
+        TrainingDiverged(3e30, 2, 7, TrainConfig(), "the loss became 3e+30"),
+        rnnext.vocab.UnknownCharacters(["\u20ac"], 59),
+        rnnext.vocab.UndecodableText("t.txt is not valid utf-8: byte 0xe9"),
+        rnnext.checkpoint.NonFiniteCheckpoint("W_hidden"),
+    ):
+        again = pickle.loads(pickle.dumps(e))
+        assert type(again) is type(e) and str(again) == str(e)
+        assert vars(again) == vars(e)
 
 
 # A directory that cannot be written, a disk that is full.

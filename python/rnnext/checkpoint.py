@@ -164,6 +164,9 @@ class NonFiniteCheckpoint(ValueError):
             f"refusing to save a checkpoint whose {name} holds NaN or infinity"
         )
 
+    def __reduce__(self) -> tuple[type[NonFiniteCheckpoint], tuple[str]]:
+        return (type(self), (self.name,))
+
 
 class _Invalid(Exception):
     """What is wrong with a file; load_checkpoint adds the file name."""

@@ -261,9 +261,8 @@ def _train(args: argparse.Namespace) -> int:
         else:
             kept = f"no checkpoint was saved to {out}"
         print(
-            f"rnnext: error: the loss became {e.loss} at epoch {e.epoch}, feed "
-            f"{e.feed}; try a lower --lr (it is {c.lr}), or --clip or "
-            f"--clip-norm (say 5); {kept}",
+            f"rnnext: error: {e.what} at epoch {e.epoch}, feed {e.feed}; try a "
+            f"lower --lr (it is {c.lr}), or --clip or --clip-norm (say 5); {kept}",
             file=sys.stderr,
         )
         return EXIT_FAILED

@@ -18,9 +18,14 @@ from typing import Any, Union
 import numpy as np
 import numpy.typing as npt
 
-from rnnext.checkpoint import Checkpoint, EpochLoss, save_checkpoint
+from rnnext.checkpoint import (
+    Checkpoint,
+    EpochLoss,
+    NonFiniteCheckpoint,
+    save_checkpoint,
+)
 from rnnext.corpus import Corpus
-from rnnext.model import Adagrad, CharRNN, check_float, check_int
+from rnnext.model import PARAM_NAMES, Adagrad, CharRNN, check_float, check_int
 from rnnext.sampling import sample
 from rnnext.vocab import Vocabulary, _differences
 
@@ -28,6 +33,11 @@ FloatArray = npt.NDArray[Any]
 IntArray = npt.NDArray[np.integer[Any]]
 
 CHUNK = 25  # feeds per kernel call: the cadence of progress and of `stop`
+
+# A loss above DIVERGENCE_FACTOR * ln V nats per character, a hundred times
+# worse than guessing uniformly (an untrained model scores about ln V), means
+# the run has diverged even while it stays finite. V = 1 counts as V = 2.
+DIVERGENCE_FACTOR = 100
 
 # What may differ between a checkpoint's config and the one it resumes with.
 RESUMABLE_CHANGES = (
@@ -152,10 +162,24 @@ Event = Union[Progress, EpochEnd, Sampled, Saved]
 
 
 class TrainingDiverged(FloatingPointError):
-    """The loss became NaN or infinite; nothing after the last good feed."""
+    """The run diverged; nothing after the last good checkpoint is saved.
 
-    def __init__(self, loss: float, epoch: int, feed: int, config: TrainConfig):
-        self.loss, self.epoch, self.feed = loss, epoch, feed
+    ``what`` says how: "the loss became nan" (NaN, infinite, or above
+    DIVERGENCE_FACTOR * ln V), or "W_hidden became NaN or infinite".
+    ``epoch`` and ``feed`` (1-based) say where; ``loss`` is that loss, NaN
+    when an array diverged instead.
+    """
+
+    def __init__(
+        self,
+        loss: float,
+        epoch: int,
+        feed: int,
+        config: TrainConfig,
+        what: str | None = None,
+    ):
+        self.loss, self.epoch, self.feed, self.config = loss, epoch, feed, config
+        self.what = what if what is not None else f"the loss became {loss}"
         clipping = (
             "a smaller clip"
             if config.clip is not None
@@ -164,8 +188,14 @@ class TrainingDiverged(FloatingPointError):
             else "clipping the gradients (clip or clip_norm)"
         )
         super().__init__(
-            f"the loss became {loss} at epoch {epoch}, feed {feed}; try a lower "
+            f"{self.what} at epoch {epoch}, feed {feed}; try a lower "
             f"learning rate (lr is {config.lr}) or {clipping}"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            type(self),
+            (self.loss, self.epoch, self.feed, self.config, self.what),
         )
 
 
@@ -240,6 +270,8 @@ class Trainer:
                 f"has {len(vocab)} characters"
             )
         self._diverged: TrainingDiverged | None = None
+        # The position (see _last_feed) whose arrays _check found sound.
+        self._checked: tuple[int, int] | None = None
 
     @classmethod
     def resume(
@@ -294,6 +326,11 @@ class Trainer:
     def tokens_per_feed(self) -> int:
         return self.config.rows * self.config.steps
 
+    @property
+    def loss_limit(self) -> float:
+        """The loss (nats per character) above which the run has diverged."""
+        return DIVERGENCE_FACTOR * math.log(max(len(self.vocab), 2))
+
     def checkpoint(self) -> Checkpoint:
         """The run as it stands; shares the Trainer's arrays (save, or copy)."""
         return Checkpoint(
@@ -310,8 +347,74 @@ class Trainer:
         )
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write a checkpoint atomically (see save_checkpoint)."""
-        return save_checkpoint(path, self.checkpoint())
+        """Write a checkpoint atomically (see save_checkpoint).
+
+        A state holding NaN or infinity raises TrainingDiverged and writes
+        nothing; so does any save once the run has diverged.
+        """
+        if self._diverged is not None:
+            raise RuntimeError(
+                f"this run has diverged, nothing is saved: {self._diverged}"
+            )
+        try:
+            return save_checkpoint(path, self.checkpoint())
+        except NonFiniteCheckpoint as e:
+            raise self._diverge(
+                math.nan, *self._last_feed(), what=f"{e.name} became NaN or infinite"
+            ) from None
+
+    def _last_feed(self) -> tuple[int, int]:
+        """(epoch, feed), 1-based, of the last feed done: (1, 0) before any."""
+        if self.feed == 0 and self.epoch > 0:
+            return self.epoch, self.corpus.feeds_per_epoch
+        return self.epoch + 1, self.feed
+
+    def _diverge(
+        self, loss: float, epoch: int, feed: int, what: str | None = None
+    ) -> TrainingDiverged:
+        """Mark the run diverged; returns the exception to raise."""
+        if what is None and math.isfinite(loss):
+            what = (
+                f"the loss became {loss:.4g} (above {DIVERGENCE_FACTOR} ln V = "
+                f"{self.loss_limit:.4g})"
+            )
+        self._diverged = TrainingDiverged(loss, epoch, feed, self.config, what)
+        return self._diverged
+
+    def _is_diverged(self, loss: float) -> bool:
+        return not math.isfinite(loss) or loss > self.loss_limit
+
+    def _check(self) -> None:
+        """Raise TrainingDiverged if what the last update left has diverged.
+
+        train checks the loss of each feed, which the update before it
+        made; this checks the last update: every parameter and accumulator,
+        and the loss of the feed that comes next. It runs before a run is
+        saved or handed back, so neither happens to a diverged one.
+        """
+        at = self._last_feed()
+        if at == self._checked:
+            return
+        arrays = [(k, self.model.params[k]) for k in PARAM_NAMES]
+        arrays += [
+            (f"accumulator of {k}", self.optimizer.accumulators[k]) for k in PARAM_NAMES
+        ]
+        for name, a in arrays:
+            if not np.isfinite(a).all():
+                raise self._diverge(
+                    math.nan, *at, what=f"{name} became NaN or infinite"
+                )
+        F = self.corpus.feeds_per_epoch
+        if self.feed < F:
+            X, Y = self.corpus.feed(self.feed)
+            h = self.state
+        else:  # at an epoch's end: the first feed, from a zero state
+            X, Y = self.corpus.feed(0)
+            h = self.model.zero_state(self.config.rows)
+        loss, _ = self.model.evaluate(X, Y, h)
+        if self._is_diverged(loss):
+            raise self._diverge(loss, *at)
+        self._checked = at
 
     def validation_loss(self) -> float | None:
         """Mean loss over the validation tail, the state carried; None if none."""
@@ -351,9 +454,10 @@ class Trainer:
 
         With ``checkpoint_path``, a checkpoint is written after every epoch
         and when stopping early (by ``stop`` or ``max_feeds``). ``stop`` is
-        asked between chunks of CHUNK feeds. A NaN or infinite loss raises
-        TrainingDiverged and writes nothing, so the file keeps the last good
-        epoch; the Trainer then refuses to go on.
+        asked between chunks of CHUNK feeds. A loss that is NaN, infinite or
+        above ``loss_limit``, or a weight or accumulator that is NaN or
+        infinite, raises TrainingDiverged and writes nothing, so the file
+        keeps the last good checkpoint; the Trainer then refuses to go on.
         """
         if self._diverged is not None:
             raise RuntimeError(f"this run has diverged: {self._diverged}")
@@ -378,6 +482,7 @@ class Trainer:
             fed, step_seconds = 0, 0.0  # by this call, in this epoch
             while self.feed < F:
                 if left <= 0 or (stop is not None and stop()):
+                    self._check()
                     save()
                     return
                 n = int(min(CHUNK, F - self.feed, left))
@@ -386,13 +491,12 @@ class Trainer:
                     self._rows, c.steps, self.feed, n, self.state
                 )
                 step_seconds += time.perf_counter() - t0
-                bad = ~np.isfinite(losses)
+                bad = ~np.isfinite(losses) | (losses > self.loss_limit)
                 if bad.any():
                     i = int(np.argmax(bad))
-                    self._diverged = TrainingDiverged(
-                        float(losses[i]), self.epoch + 1, self.feed + i + 1, c
+                    raise self._diverge(
+                        float(losses[i]), self.epoch + 1, self.feed + i + 1
                     )
-                    raise self._diverged
                 for loss in losses.tolist():  # in feed order, however chunked
                     self._loss_sum += loss
                 self.state, self.feed, left = h, self.feed + n, left - n
@@ -416,9 +520,9 @@ class Trainer:
         c, F = self.config, self.corpus.feeds_per_epoch
         train_loss = self._loss_sum / F
         val_loss = self.validation_loss()
-        if val_loss is not None and not math.isfinite(val_loss):
-            self._diverged = TrainingDiverged(val_loss, self.epoch + 1, F, c)
-            raise self._diverged
+        if val_loss is not None and self._is_diverged(val_loss):
+            raise self._diverge(val_loss, self.epoch + 1, F)
+        self._check()
 
         self.epoch += 1
         self.feed, self._loss_sum = 0, 0.0
