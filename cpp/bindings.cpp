@@ -146,7 +146,9 @@ struct Ids {
   }
 };
 
-Ids ids_view(const py::array& a, const std::string& name) {
+// a must stay alive while the view is used; ids of non-native byte order
+// are first converted (a is replaced by the converted copy).
+Ids ids_view(py::array& a, const std::string& name) {
   const char kind = a.dtype().kind();
   if (kind != 'i' && kind != 'u')
     throw py::type_error(name + " must be an integer array of character ids, "
@@ -157,6 +159,8 @@ Ids ids_view(const py::array& a, const std::string& name) {
   if (a.shape(0) < 1 || a.shape(1) < 1)
     throw py::value_error(name + " has shape " + shape_str(a) +
                           ": expected at least one row and one step");
+  if (!a.dtype().attr("isnative").cast<bool>())
+    a = a.attr("astype")(a.dtype().attr("newbyteorder")("="));
   return Ids{static_cast<const char*>(a.data()), {a.strides(0), a.strides(1)},
              long(a.shape(0)), long(a.shape(1)), kind, a.dtype().itemsize()};
 }
@@ -177,7 +181,8 @@ void read_range(const Ids& ids, long c0, long n, long V, int32_t* out,
 // Character ids (rows, steps), every value in [0, V), as int32.
 std::vector<int32_t> read_ids(const py::handle& obj, const std::string& name,
                               long V) {
-  Ids ids = ids_view(as_array(obj, name), name);
+  py::array a = as_array(obj, name);
+  Ids ids = ids_view(a, name);
   std::vector<int32_t> out(std::size_t(ids.rows * ids.cols));
   read_range(ids, 0, ids.cols, V, out.data(), name);
   return out;
@@ -216,7 +221,8 @@ void prepare_params(Call<T>& c, const py::tuple& params,
   for (int k = 0; k < 5; ++k) {
     c.keep.push_back(accums ? write_float<T>(params[k], param_names[k], shapes[k])
                             : read_float<T>(params[k], param_names[k], shapes[k]));
-    c.job.param[k] = c.keep.back().mutable_data();
+    // only written when updating, so a read-only array serves otherwise
+    c.job.param[k] = const_cast<T*>(c.keep.back().data());
   }
   if (accums) {
     if (accums->size() != 5)
@@ -350,12 +356,17 @@ py::tuple adagrad_steps(const py::tuple& params, const py::tuple& accums,
                           "least 0, got steps=" + std::to_string(steps) +
                           ", start=" + std::to_string(start) +
                           ", count=" + std::to_string(count));
-  const long need = (start + count) * steps + 1;
-  if (need > ids.cols)
+  // the feeds read columns up to (start + count) * steps + 1
+  long need;
+  const bool overflow = __builtin_add_overflow(start, count, &need) ||
+                        __builtin_mul_overflow(need, steps, &need) ||
+                        __builtin_add_overflow(need, 1L, &need);
+  if (overflow || need > ids.cols)
     throw py::value_error(
-        "feeds " + std::to_string(start) + " to " +
-        std::to_string(start + count - 1) + " of " + std::to_string(steps) +
-        " steps need rows with at least " + std::to_string(need) +
+        std::to_string(count) + " feeds from feed " + std::to_string(start) +
+        ", of " + std::to_string(steps) +
+        " steps each, need rows with at least " +
+        (overflow ? std::string("2**63") : std::to_string(need)) +
         " columns, got shape " + shape_str(ra));
   read_range(ids, start * steps, count * steps + 1, c.job.V, nullptr, "rows");
   prepare_state(c, ids.rows, steps, h0);

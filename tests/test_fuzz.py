@@ -64,15 +64,14 @@ NON_FINITE = [np.nan, np.inf, -np.inf, 1e-300, 0.0, -0.0]
 EXTREMES = [*NON_FINITE, 1e30, -1e30]
 SCALES = (0.0, 1e-3, 0.3, 1.0, 3.0)
 LAYOUTS = ["C", "F", "strided", "reversed", "readonly", "broadcast"]
-# read-only parameters are refused (see the strict xfail test below), and a
-# broadcast is read-only
-PARAM_LAYOUTS = ["C", "F", "strided", "reversed"]
+PARAM_LAYOUTS = ["C", "F", "strided", "reversed", "readonly", "broadcast"]
 
 
 @contextlib.contextmanager
 def no_hang():
     """Ends the test run with every thread's traceback if a call hangs."""
-    faulthandler.dump_traceback_later(HANG_SECONDS, exit=True)
+    # sys.stderr may be pytest's capture, which has no file descriptor
+    faulthandler.dump_traceback_later(HANG_SECONDS, exit=True, file=sys.__stderr__)
     try:
         yield
     finally:
@@ -752,8 +751,7 @@ def test_adagrad_steps_with_any_window_matches_or_raises(data):
     opt = rnnext.Adagrad(model)
     L = data.draw(st.integers(0, 40), label="L")
     rows = corrupt_ids(data, draw_ids(data, V, (B, L + 1)), V)
-    # larger windows overflow: see the strict xfail test below
-    sizes = st.one_of(st.integers(-3, 45), st.just(2**20))
+    sizes = st.one_of(st.integers(-3, 45), st.just(2**20), st.just(2**62))
     steps = data.draw(sizes, label="steps")
     start = data.draw(sizes, label="start")
     count = data.draw(sizes, label="count")
@@ -1224,7 +1222,6 @@ def test_an_unspoilt_checkpoint_loads():
 # which is the cue to remove the mark.
 
 
-@pytest.mark.xfail(strict=True, reason="ids of non-native byte order are misread")
 @pytest.mark.parametrize("dtype", [">i2", ">u2", ">i4", ">i8", ">u8"])
 def test_big_endian_ids_are_read_by_value(dtype):
     V, H = 300, 4
@@ -1252,7 +1249,6 @@ def equal_dtype_copies(dt):
     }
 
 
-@pytest.mark.xfail(strict=True, reason="dtypes are compared by identity")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("how", ["unpickled", "newbyteorder('=')", "with metadata"])
 def test_equal_float_dtypes_are_accepted(dtype, how):
@@ -1280,7 +1276,6 @@ def run_child(code):
     )  # fmt: skip
 
 
-@pytest.mark.xfail(strict=True, reason="(start + count) * steps overflows")
 @pytest.mark.parametrize(
     "steps, start, count", [(2, 2**62, 1), (2**31, 2**31, 2**31), (2**62, 1, 1)]
 )
@@ -1301,7 +1296,6 @@ except ValueError:
     )
 
 
-@pytest.mark.xfail(strict=True, reason="the codec lookup accepts non-text codecs")
 @pytest.mark.parametrize("encoding", NOT_TEXT_CODECS)
 def test_read_text_refuses_codecs_that_are_not_text_encodings(tmp_path, encoding):
     path = tmp_path / "corpus.txt"
@@ -1310,7 +1304,6 @@ def test_read_text_refuses_codecs_that_are_not_text_encodings(tmp_path, encoding
         rnnext.read_text(path, encoding)
 
 
-@pytest.mark.xfail(strict=True, reason="read-only arrays are asked for write access")
 @pytest.mark.parametrize("kind", ["evaluate", "loss_and_grads"])
 def test_read_only_params_can_be_evaluated(kind):
     V, H = 5, 3
@@ -1323,7 +1316,6 @@ def test_read_only_params_can_be_evaluated(kind):
     assert getattr(model, kind)(X, X, h0)[0] == want
 
 
-@pytest.mark.xfail(strict=True, reason="float() of a huge int raises OverflowError")
 def test_adagrad_refuses_huge_integer_options_with_value_error():
     model = rnnext.CharRNN(3, 2)
     with pytest.raises(ValueError, match="lr"):

@@ -78,7 +78,10 @@ def check_float(value: object, name: str, *, positive: bool) -> float:
     """Return value as a float if finite and > 0 (or >= 0), else raise."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    x = float(value)
+    try:
+        x = float(value)
+    except OverflowError:
+        x = math.inf
     if not math.isfinite(x) or x < 0 or (positive and x == 0):
         bound = "> 0" if positive else ">= 0"
         raise ValueError(f"{name} must be a finite number {bound}, got {x}")
