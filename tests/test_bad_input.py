@@ -673,6 +673,27 @@ CLI_CASES = [
             ("sample", "--num", "100000000000"),
         ]
     ),
+    # sizes that fit this machine, mostly, but not the 4 GB run_cli allows
+    *(
+        pytest.param(
+            lambda e, cmd=cmd, f=f, n=n: (
+                train(e, f, n) if cmd == "train" else ["sample", e.ckpt, f, n]
+            ),
+            2,
+            rf"^rnnext: error: not enough memory for {what}.*: it needs at least "
+            rf"[\d.]+ GB",
+            id=f"{cmd}{f}={n}-past-the-address-space",
+        )
+        for cmd, f, n, what in [
+            ("train", "--hidden-size", "30000", "training with --hidden-size 30000"),
+            (
+                "sample",
+                "--length",
+                "2000000000",
+                "sampling --num 1 x --length 2000000000",
+            ),
+        ]
+    ),
     *(
         flag_case(cmd, f, bad, f"invalid int value: '{bad}'$")
         for cmd, f, bad in [

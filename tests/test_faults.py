@@ -11,6 +11,7 @@ import os
 import pickle
 import random
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -576,3 +577,68 @@ def test_a_closed_stdout_is_no_traceback(tmp_path, text, checkpoint, command):
     assert "Traceback" not in r.stderr, r.stderr
     assert r.stderr.count("\n") <= 1, r.stderr
     assert "cannot save" not in r.stderr, r.stderr
+
+
+def test_a_closed_stdout_ends_with_status_141_and_says_nothing(checkpoint):
+    r = run_with_stdout_closed("sample", checkpoint, "--num", 3)
+    assert (r.returncode, r.stderr) == (141, "")
+
+
+def test_a_pipe_closed_mid_run_leaves_a_resumable_checkpoint(tmp_path, text):
+    corpus = write_text(tmp_path / "text.txt", text[:2000])
+    out = tmp_path / "c.npz"
+    p = subprocess.Popen(
+        [sys.executable, "-m", "rnnext", "train", corpus, *SMALL]
+        + ["--epochs", "1000", "--out", out],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert p.stdout.readline().startswith("rnnext: training on ")
+        p.stdout.close()  # the reader goes, as `head -n 1` does
+        _, err = p.communicate(timeout=120)
+    finally:
+        p.kill()
+    assert p.returncode == 141, err
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    m = re.fullmatch(
+        r"rnnext: stdout was closed; stopped at epoch (\d+), feed (\d+)/47; "
+        r"checkpoint saved to (.*); resume with: (.*)\n",
+        err,
+    )
+    assert m, err
+    epoch, feed = int(m[1]), int(m[2])
+    assert m[3] == str(out)
+    c = load_checkpoint(out)
+    assert (c.epoch + 1, c.feed) == (epoch, feed)
+    assert epoch < 1000
+
+    # the command it prints goes on from there
+    again = shlex.split(m[4])
+    assert again[:2] == ["rnnext", "train"]
+    r = rnnext_cmd(*again[1:], "--epochs", epoch)
+    assert r.returncode == 0, r.stderr
+    assert load_checkpoint(out).epoch == epoch
+
+
+def test_a_stdout_that_cannot_be_written_is_one_line(tmp_path, text, checkpoint):
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    corpus = write_text(tmp_path / "text.txt", text[:2000])
+    for args in (
+        ["sample", checkpoint],
+        ["train", corpus, "--epochs", 1, *SMALL, "--out", tmp_path / "c.npz"],
+    ):
+        with open("/dev/full", "w") as full:
+            r = subprocess.run(
+                [sys.executable, "-m", "rnnext", *map(str, args)],
+                stdout=full,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=120,
+            )
+        assert r.returncode == 1, r.stderr
+        assert r.stderr.startswith("rnnext: error: cannot write to stdout: "), r.stderr
+        assert "No space left on device" in r.stderr
+        assert r.stderr.count("\n") == 1, r.stderr

@@ -1,7 +1,11 @@
 # The command line: `rnnext train` and `rnnext sample`. This is the only
 # part of rnnext that prints. Bad input ends with one line on stderr,
-# "rnnext: error: ...", and status 2; a diverged run with status 1; Ctrl-C
-# during training saves a resumable checkpoint and ends with status 130.
+# "rnnext: error: ...", and status 2, as do sizes too big for memory; a
+# diverged run with status 1; Ctrl-C during training saves a resumable
+# checkpoint and ends with status 130. A stdout closed by its reader (as in
+# `rnnext sample CKPT | head -c 1`) ends the command quietly with status 141,
+# what a shell shows for a program killed by SIGPIPE; training first saves
+# a resumable checkpoint and says so in one line on stderr.
 from __future__ import annotations
 
 import argparse
@@ -9,6 +13,7 @@ import dataclasses
 import importlib
 import importlib.util
 import math
+import os
 import shlex
 import signal
 import sys
@@ -18,6 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn, TextIO
+
+import numpy as np
 
 import rnnext
 from rnnext.checkpoint import EpochLoss, load_checkpoint
@@ -34,15 +41,30 @@ from rnnext.trainer import (
     Trainer,
     TrainingDiverged,
 )
-from rnnext.vocab import UndecodableText, UnknownCharacters
+from rnnext.vocab import UndecodableText, UnknownCharacters, Vocabulary
 
 DEFAULT_OUT = "rnnext-checkpoint.npz"
 DEFAULTS = TrainConfig().to_dict()
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
+EXIT_CLOSED_STDOUT = 141  # 128 + SIGPIPE (13), spelled out for Windows
 
 
 class _Fail(Exception):
     """A user error: printed as one line, exit status 2."""
+
+
+class _StdoutFailed(Exception):
+    """Writing stdout failed, other than by a reader closing the pipe."""
+
+
+def _print(text: str) -> None:
+    """print to stdout; a closed pipe raises BrokenPipeError as ever."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        raise
+    except OSError as e:  # a full disk, say
+        raise _StdoutFailed(e) from None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -189,6 +211,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        try:
+            status = _main(argv)
+        finally:
+            # What is still buffered fails here, not at interpreter exit.
+            if sys.stdout is not None:
+                sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_CLOSED_STDOUT
+    return status
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
         status: int = args.run(args)
@@ -196,13 +232,63 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _Fail as e:
         print(f"rnnext: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except _StdoutFailed as e:
+        _silence_stdout()
+        print(f"rnnext: error: cannot write to stdout: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    except MemoryError as e:  # where no step below says what took it
+        print(f"rnnext: error: not enough memory ({e})", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("rnnext: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 
+def _silence_stdout() -> None:
+    """Point stdout at the null device once its reader has gone.
+
+    Python flushes stdout at exit; into a closed pipe that would print an
+    error of its own.
+    """
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file: nothing to do
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, fd)
+    finally:
+        os.close(null)
+
+
 def _failed(exc: Exception) -> _Fail:
     return _Fail(str(exc) or type(exc).__name__)
+
+
+def _physical_memory() -> int | None:
+    """Bytes of memory in this machine, None where that is not known."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _size(n: float) -> str:
+    units = ["bytes", "kB", "MB", "GB", "TB", "PB"]
+    i = 0
+    while n >= 1000 and i < len(units) - 1:
+        n, i = n / 1000, i + 1
+    return f"{n:.3g} {units[i]}"
+
+
+def _check_memory(what: str, needed: int) -> None:
+    """Refuse a job that needs more than the machine has, before trying."""
+    total = _physical_memory()
+    if total is not None and needed > total:
+        raise _Fail(
+            f"not enough memory for {what}: it needs at least {_size(needed)}, "
+            f"this machine has {_size(total)}"
+        )
 
 
 # rnnext train
@@ -236,63 +322,112 @@ def _train(args: argparse.Namespace) -> int:
         if args.resume
         else "training on"
     )
-    print(
+    _print(
         f"rnnext: {where} {corpus_path} ({len(corpus.ids):,} characters, "
         f"vocabulary {len(trainer.vocab)}), {corpus.feeds_per_epoch} feeds per "
-        f"epoch; {shown} prime={c.prime!r}",
-        flush=True,
+        f"epoch; {shown} prime={c.prime!r}"
     )
 
     report = _Reporter(sys.stdout)
     started, epoch0, feed0 = time.perf_counter(), trainer.epoch, trainer.feed
+
+    def kept() -> str:
+        if report.saved is not None:
+            at = _position(report.saved.epoch, report.saved.feed)
+            return f"the last good checkpoint, {at}, is {out}"
+        if args.resume is not None:
+            at = _position(epoch0, feed0)
+            return f"the last good checkpoint, {at}, is {args.resume}"
+        return f"no checkpoint was saved to {out}"
+
     try:
         with _DeferredInterrupt() as interrupt:
+            # The reporter swallows errors writing stdout and asks to stop.
             trainer.train(
-                on_event=report, checkpoint_path=out, stop=interrupt.requested
+                on_event=report,
+                checkpoint_path=out,
+                stop=lambda: interrupt.requested() or report.failed is not None,
             )
     except TrainingDiverged as e:
         report.clear()
-        if report.saved is not None:
-            at = _position(report.saved.epoch, report.saved.feed)
-            kept = f"the last good checkpoint, {at}, is {out}"
-        elif args.resume is not None:
-            at = _position(epoch0, feed0)
-            kept = f"the last good checkpoint, {at}, is {args.resume}"
-        else:
-            kept = f"no checkpoint was saved to {out}"
         print(
             f"rnnext: error: {e.what} at epoch {e.epoch}, feed {e.feed}; try a "
-            f"lower --lr (it is {c.lr}), or --clip or --clip-norm (say 5); {kept}",
+            f"lower --lr (it is {c.lr}), or --clip or --clip-norm (say 5); "
+            f"{kept()}",
             file=sys.stderr,
         )
         return EXIT_FAILED
-    except OSError as e:  # the checkpoint could not be written
+    except MemoryError:
+        report.clear()
+        raise _Fail(
+            f"not enough memory for {_training(c, len(trainer.vocab))}; {kept()}"
+        ) from None
+    except OSError as e:  # so the checkpoint could not be written
         report.clear()
         print(f"rnnext: error: cannot save {out}: {e}", file=sys.stderr)
         return EXIT_FAILED
     report.clear()
     seconds = time.perf_counter() - started
 
+    if report.failed is not None:
+        if trainer.finished:
+            where = f"after the last epoch; checkpoint saved to {out}"
+        else:
+            again = _resume_command(args, out)
+            where = (
+                f"at epoch {trainer.epoch + 1}, feed {trainer.feed}/"
+                f"{corpus.feeds_per_epoch}; checkpoint saved to {out}; resume "
+                f"with: {again}"
+            )
+        if isinstance(report.failed, BrokenPipeError):
+            print(f"rnnext: stdout was closed; stopped {where}", file=sys.stderr)
+            return EXIT_CLOSED_STDOUT
+        print(
+            f"rnnext: error: cannot write to stdout ({report.failed}); stopped {where}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     if args.plot is not None and trainer.history:
         _plot(args.plot, trainer.history)
-        print(f"loss curves drawn in {args.plot}")
+        _print(f"loss curves drawn in {args.plot}")
     if not trainer.finished:
-        again = ["rnnext", "train"]
-        if args.file is not None:
-            again.append(str(args.file))
-        if args.encoding != "utf-8":
-            again += ["--encoding", args.encoding]
-        again += ["--resume", str(out)]
         print(
             f"rnnext: interrupted at epoch {trainer.epoch + 1}, feed "
             f"{trainer.feed}/{corpus.feeds_per_epoch} after {seconds:.1f} s; "
-            f"checkpoint saved to {out}; resume with: {shlex.join(again)}",
+            f"checkpoint saved to {out}; resume with: "
+            f"{_resume_command(args, out)}",
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
-    print(f"trained {trainer.epoch - epoch0} epochs in {seconds:.1f} s")
-    print(f"checkpoint saved to {out}")
+    _print(f"trained {trainer.epoch - epoch0} epochs in {seconds:.1f} s")
+    _print(f"checkpoint saved to {out}")
     return 0
+
+
+def _resume_command(args: argparse.Namespace, out: Path) -> str:
+    again = ["rnnext", "train"]
+    if args.file is not None:
+        again.append(str(args.file))
+    if args.encoding != "utf-8":
+        again += ["--encoding", args.encoding]
+    again += ["--resume", str(out)]
+    return shlex.join(again)
+
+
+def _training(c: TrainConfig, V: int) -> str:
+    """The sizes that set a training run's memory, as flags."""
+    return (
+        f"training with --hidden-size {c.hidden_size}, --rows {c.rows} and "
+        f"--steps {c.steps} (vocabulary {V}, {c.dtype})"
+    )
+
+
+def _training_bytes(c: TrainConfig, V: int) -> int:
+    """A lower bound on what training takes, besides the corpus."""
+    s, H, B, T = np.dtype(c.dtype).itemsize, c.hidden_size, c.rows, c.steps
+    params = 2 * V * H + H * H + H + V
+    # the weights, their accumulators and gradients; activations of a feed
+    return s * (3 * params + B * T * (2 * H + V) + 2 * B * H)
 
 
 def _position(epoch: int, feed: int) -> str:
@@ -334,13 +469,21 @@ def _make_trainer(
         raise _Fail(
             f"{e.problem}; pass the file's encoding, e.g. --encoding latin-1"
         ) from None
+    except MemoryError:
+        raise _Fail(f"not enough memory to read {corpus_path}") from None
     except (OSError, ValueError, TypeError) as e:
         raise _failed(e) from None
 
+    what, needed = _training(config, len(vocab)), _training_bytes(config, len(vocab))
+    _check_memory(what, needed)
     try:
         if args.resume is None:
             return Trainer(config, corpus, vocab)
         trainer = Trainer.resume(ckpt, corpus, vocab, config)
+    except MemoryError:
+        raise _Fail(
+            f"not enough memory for {what}: it needs at least {_size(needed)}"
+        ) from None
     except (ValueError, TypeError) as e:
         raise _failed(e) from None
     if trainer.finished:
@@ -365,8 +508,21 @@ class _Reporter:
         self.out = out
         self.tty = out.isatty()
         self.saved: Saved | None = None
+        # The error that writing `out` raised; nothing is written after it.
+        self.failed: OSError | None = None
         self._bar = 0  # width of the bar on screen, 0 when none is
         self._drawn = 0.0
+
+    def _write(self, text: str) -> None:
+        if self.failed is not None:
+            return
+        try:
+            self.out.write(text)
+            self.out.flush()
+        except OSError as e:  # a reader that has gone, a full disk
+            self.failed = e
+            if self.out is sys.stdout:
+                _silence_stdout()
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, Progress):
@@ -375,16 +531,15 @@ class _Reporter:
             self.clear()
             e = event
             val = f"  val {e.val_loss:.4f}" if e.val_loss is not None else ""
-            print(
+            self._write(
                 f"epoch {e.epoch}/{e.epochs}  train {e.train_loss:.4f}{val}  "
-                f"bpc {e.bits_per_char:.2f}  {_tokens_per_second(e.tokens_per_second)}",
-                file=self.out,
-                flush=True,
+                f"bpc {e.bits_per_char:.2f}  "
+                f"{_tokens_per_second(e.tokens_per_second)}\n"
             )
         elif isinstance(event, Sampled):
             self.clear()
-            print(f"sample after epoch {event.epoch}:", file=self.out)
-            print(textwrap.indent(event.text, "  "), file=self.out, flush=True)
+            text = textwrap.indent(event.text, "  ")
+            self._write(f"sample after epoch {event.epoch}:\n{text}\n")
         elif isinstance(event, Saved):
             self.saved = event
 
@@ -399,14 +554,12 @@ class _Reporter:
             f"{p.feed}/{p.feeds}  loss {p.loss:.4f}  "
             f"{_tokens_per_second(p.tokens_per_second)}"
         )
-        self.out.write("\r" + line.ljust(self._bar))
-        self.out.flush()
+        self._write("\r" + line.ljust(self._bar))
         self._bar = len(line)
 
     def clear(self) -> None:
         if self._bar:
-            self.out.write("\r" + " " * self._bar + "\r")
-            self.out.flush()
+            self._write("\r" + " " * self._bar + "\r")
             self._bar = 0
 
 
@@ -463,19 +616,39 @@ def _sample(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as e:
         raise _failed(e) from None
     run = {**DEFAULTS, **ckpt.config}
+    prime = args.prime if args.prime is not None else run["prime"]
+    length = args.length or run["sample_length"]
+    what = f"sampling --num {args.num} x --length {length} characters"
+    needed = 0  # unknown until sample() has checked the run's settings
+    if isinstance(prime, str) and type(length) is int:
+        needed = _sampling_bytes(ckpt.vocab, len(prime), length, args.num)
+        _check_memory(what, needed)
     try:
         texts = sample(
             ckpt.model,
             ckpt.vocab,
-            args.prime if args.prime is not None else run["prime"],
-            args.length or run["sample_length"],
+            prime,
+            length,
             temperature=args.temperature or run["temperature"],
             greedy=args.greedy,
             top_k=args.top_k,
             seed=args.seed,
             num=args.num,
         )
+        _print("\n\n".join(texts))
+    except MemoryError:
+        raise _Fail(
+            f"not enough memory for {what}"
+            + (f": it needs at least {_size(needed)}" if needed else "")
+        ) from None
     except (ValueError, TypeError) as e:
         raise _failed(e) from None
-    print("\n\n".join(texts))
     return 0
+
+
+def _sampling_bytes(vocab: Vocabulary, P: int, length: int, num: int) -> int:
+    """A lower bound on what sampling num texts takes."""
+    top = max(map(ord, vocab.chars))
+    per_char = 1 if top < 0x100 else 2 if top < 0x10000 else 4
+    # int32 ids, then the texts, their join and its encoding for stdout
+    return num * (4 * length + 3 * per_char * (P + length + 2))
