@@ -2,8 +2,8 @@
 # thrown at every Python entry point of the kernel (CharRNN, Adagrad and
 # rnnext._core), at sampling, the vocabulary, the corpus and the checkpoint
 # reader. Every case either matches the NumPy oracle (float64 to 1e-9) or
-# raises TypeError/ValueError; none may crash or hang. Faults found this way
-# are pinned by the strict xfail tests at the end of the file.
+# raises TypeError/ValueError; none may crash or hang. Each fault found this
+# way also has a plain regression test at the end of the file.
 #
 # B rows, T steps, H hidden, V vocabulary.
 #
@@ -133,10 +133,21 @@ def draw_floats(data, shape, dtype, *, extreme=(), scales=SCALES):
         return a.astype(dtype)
 
 
-def weight_scales(dtype, name):
-    """Scales of random weights. Large float32 weight matrices amplify each
-    step's rounding error by up to their norm, so these stay small."""
-    if np.dtype(dtype) == np.float32 and name.startswith("W"):
+def weight_scales(dtype, name, H):
+    """Scales of random weights.
+
+    Each step multiplies the rounding error of the state by up to the norm
+    of W_hidden, about its scale * sqrt(H): larger ones make the recurrence
+    chaotic, where no two orders of summation agree to 1e-9. Its scale is
+    therefore given in units of the initial 1/sqrt(H), up to twice that.
+    Float32 keeps the other weights small too.
+    """
+    f32 = np.dtype(dtype) == np.float32
+    if name == "W_hidden":
+        return tuple(
+            m / math.sqrt(H) for m in (0.0, 1e-3, 0.3, 1.0, 1.0 if f32 else 2.0)
+        )
+    if f32 and name.startswith("W"):
         return (0.0, 1e-3, 0.1, 0.3)
     return SCALES
 
@@ -144,7 +155,7 @@ def weight_scales(dtype, name):
 def draw_model(data, V, H, dtype, *, extreme=(), layouts=PARAM_LAYOUTS):
     model = rnnext.CharRNN(V, H, dtype=dtype)
     for name, a in model.params.items():
-        scales = weight_scales(dtype, name)
+        scales = weight_scales(dtype, name, H)
         values = draw_floats(data, a.shape, dtype, extreme=extreme, scales=scales)
         layout = data.draw(st.sampled_from(layouts), label=f"{name} layout")
         model.params[name] = lay_out(values, layout)
@@ -188,11 +199,18 @@ def assert_close(actual, expected, tol, what, floor=1.0):
         f"{np.argwhere(bad)[:5].tolist()}: {a[bad][:5]} vs {e[bad][:5]}"
     )
     if finite.any():
-        scale = max(np.abs(e[finite]).max(), np.abs(a[finite]).max(), floor)
+        scale = max(np.abs(e[finite]).max(), np.abs(a[finite]).max(), floor, 1e-300)
         diff = np.abs(a[finite] - e[finite]).max()
         assert diff <= tol * scale, (
             f"{what}: max diff {diff:.3e} > tolerance {tol:.0e} * {scale:.3e}"
         )
+
+
+def grad_floor(grads):
+    """The largest finite entry of all gradients: cancellation leaves noise
+    of that order times the rounding error in any one of them."""
+    finite = [np.abs(g[np.isfinite(g)]).max(initial=0.0) for g in grads.values()]
+    return max(*finite, 1e-300)
 
 
 def grad_norm(grads):
@@ -310,9 +328,10 @@ def test_model_evaluate_and_gradients_match_the_oracle(data):
                 P, oracle_ids(X), oracle_ids(Y), h
             )
             assert list(grads) == [*PARAM_NAMES, "h0"]
+            floor = grad_floor(want)
             for k, g in grads.items():
                 assert g.dtype == dtype, k
-                assert_close(g, want[k], tol, f"d{k}", floor=1e-12)
+                assert_close(g, want[k], tol, f"d{k}", floor=floor)
     assert isinstance(loss, float)
     assert hT.dtype == dtype and hT.shape == (B, H)
     assert_close(loss, want_loss, tol, "loss")
@@ -361,7 +380,7 @@ def test_adagrad_step_matches_the_oracle(data):
     assert opt.updated
     assert_close(loss, want_loss, tol, "loss")
     assert_close(hT, want_hT, tol, "h_T")
-    assert_close(opt.grad_norm, grad_norm(grads), tol, "|g|", floor=1e-12)
+    assert_close(opt.grad_norm, grad_norm(grads), tol, "|g|", floor=0.0)
     for k in PARAM_NAMES:
         assert_close(model.params[k], P[k], tol, k)
         assert_close(opt.accumulators[k], A[k], tol, f"accumulator of {k}")
@@ -421,7 +440,7 @@ def test_non_finite_values_propagate_as_in_the_oracle(data):
     assert_close(hT, want_hT, 1e-9, "h_T")
     assert_close(hT_e, want_hT, 1e-9, "h_T (evaluate)")
     for k, g in grads.items():
-        assert_close(g, want[k], 1e-9, f"d{k}", floor=1e-12)
+        assert_close(g, want[k], 1e-9, f"d{k}", floor=grad_floor(want))
 
 
 @fuzz
@@ -438,13 +457,25 @@ def test_a_step_that_is_not_finite_changes_nothing(data):
 
     with no_hang():
         loss, hT = opt.step(X, Y, h0)
-    if not (math.isfinite(loss) and math.isfinite(opt.grad_norm)):
-        assert not opt.updated
+    if not opt.updated:
         for k in PARAM_NAMES:
             assert np.array_equal(model.params[k], before[k], equal_nan=True), k
             assert np.array_equal(opt.accumulators[k], accums[k]), k
-    else:
-        assert opt.updated
+    if not (math.isfinite(loss) and math.isfinite(opt.grad_norm)):
+        assert not opt.updated
+        return
+
+    # a finite step is applied unless a new weight or accumulator would not
+    # be finite (the oracle here works in the model's dtype, as the kernel)
+    with np.errstate(all="ignore"):
+        P = {k: a.copy() for k, a in before.items()}
+        A = {k: a.copy() for k, a in accums.items()}
+        h = np.asarray(h0, dtype)
+        oracle_step(P, A, opt, oracle_ids(X), oracle_ids(Y), h)
+    finite = all(np.isfinite(P[k]).all() and np.isfinite(A[k]).all() for k in P)
+    assert opt.updated == finite
+    for k in PARAM_NAMES:
+        assert np.isfinite(model.params[k]).all() or not opt.updated, k
 
 
 # -- CharRNN and Adagrad: anything at all for X, Y, h0 and the params
@@ -565,7 +596,7 @@ def draw_core_params(data, V, H, dtype, *, in_place):
         if k > 0 and not in_place and data.draw(st.booleans(), label="other dtype"):
             dt = data.draw(st.sampled_from(FLOAT_DTYPES))
         layout = "C" if in_place else data.draw(st.sampled_from(PARAM_LAYOUTS))
-        scales = weight_scales(dtype, PARAM_NAMES[k])
+        scales = weight_scales(dtype, PARAM_NAMES[k], H)
         out.append(lay_out(draw_floats(data, shape, dt, scales=scales), layout))
     return out
 
@@ -658,7 +689,7 @@ def test_core_evaluate_and_gradients_match_or_raise(data):
     if grads:
         for k, g in zip((*PARAM_NAMES, "h0"), out[1]):
             assert g.dtype == dtype
-            assert_close(g, want[1][k], TOL[dtype], f"d{k}", floor=1e-12)
+            assert_close(g, want[1][k], TOL[dtype], f"d{k}", floor=grad_floor(want[1]))
 
 
 def draw_option(data, name):
@@ -1140,6 +1171,7 @@ json_values = st.recursive(
     st.none()
     | st.booleans()
     | st.integers(-(2**53), 2**53)
+    | st.sampled_from([10**12, 10**400, -(10**400)])
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=5),
     lambda inner: (
@@ -1148,11 +1180,6 @@ json_values = st.recursive(
     ),
     max_leaves=6,
 )
-
-
-def small_json(draw_value):
-    # huge sizes are left to the strict xfail test below
-    return draw_value.filter(lambda x: not isinstance(x, int) or abs(x) < 10**4)
 
 
 def to_json_member(obj):
@@ -1170,8 +1197,7 @@ def test_checkpoints_with_spoilt_members_load_or_raise_value_error(data):
         label="how",
     )
     if how == "delete":
-        if name != "version":  # see the strict xfail test
-            del m[name]
+        del m[name]
     elif how == "array":
         dt = data.draw(st.sampled_from([*INT_DTYPES, *FLOAT_DTYPES, np.dtype("U3")]))
         shape = data.draw(
@@ -1180,16 +1206,13 @@ def test_checkpoints_with_spoilt_members_load_or_raise_value_error(data):
         value = np.array(data.draw(st.sampled_from([0, 1, -1, 7]))).astype(dt)
         m[name] = np.broadcast_to(value, shape).copy()
     elif how == "json":
-        m[name] = to_json_member(data.draw(small_json(json_values)))
+        m[name] = to_json_member(data.draw(json_values))
     elif how == "json key":
         kind = data.draw(st.sampled_from(["config", "optimizer", "rng"]))
         obj = json.loads(m[kind].tobytes())
         target = obj["state"] if kind == "rng" and data.draw(st.booleans()) else obj
         key = data.draw(st.sampled_from(sorted(target) + ["extra"]))
-        value = data.draw(small_json(json_values))
-        if kind == "rng" and isinstance(value, int) and value < 0:
-            value = -value  # see the strict xfail test
-        target[key] = value
+        target[key] = data.draw(json_values)
         m[kind] = to_json_member(obj)
     else:
         m[name] = np.array([{"a": 1}], dtype=object)
@@ -1218,8 +1241,7 @@ def test_an_unspoilt_checkpoint_loads():
     assert load_bytes(npz(members(checkpoint_bytes()))) is not None
 
 
-# -- known faults, each pinned by a strict xfail: fixing one fails its test,
-# which is the cue to remove the mark.
+# -- regressions: one test per fault the properties above once found
 
 
 @pytest.mark.parametrize("dtype", [">i2", ">u2", ">i4", ">i8", ">u8"])
@@ -1323,7 +1345,6 @@ def test_adagrad_refuses_huge_integer_options_with_value_error():
 
 
 @needs_checkpoints
-@pytest.mark.xfail(strict=True, reason="OverflowError from numpy is not caught")
 def test_checkpoint_with_a_negative_rng_state_raises_value_error():
     m = members(checkpoint_bytes())
     rng = json.loads(m["rng"].tobytes())
@@ -1333,7 +1354,6 @@ def test_checkpoint_with_a_negative_rng_state_raises_value_error():
 
 
 @needs_checkpoints
-@pytest.mark.xfail(strict=True, reason="the version is read before it is missed")
 def test_checkpoint_without_a_version_raises_value_error():
     m = members(checkpoint_bytes())
     del m["version"]
@@ -1341,7 +1361,6 @@ def test_checkpoint_without_a_version_raises_value_error():
 
 
 @needs_checkpoints
-@pytest.mark.xfail(strict=True, reason="sizes from the config are not bounded")
 @pytest.mark.parametrize(
     "member, key, value",
     [("config", "hidden_size", 10**12), ("optimizer", "lr", 10**400)],

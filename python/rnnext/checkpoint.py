@@ -341,11 +341,11 @@ def _from_members(m: dict[str, np.ndarray]) -> Checkpoint:
     if config.get("dtype") not in [d.name for d in DTYPES]:
         raise _Invalid(f"config has dtype={config.get('dtype')!r}")
     dt = np.dtype(config["dtype"])
-
-    model = CharRNN(V, H, dtype=dt)
+    # the stored weights must fit the config before a model of that size is made
     shapes = dict(zip(PARAM_NAMES, ((V, H), (H, H), (H,), (H, V), (V,))))
-    for name, shape in shapes.items():
-        model.params[name] = _floats(m, name, shape, dt)
+    weights = {name: _floats(m, name, shape, dt) for name, shape in shapes.items()}
+    model = CharRNN(V, H, dtype=dt)
+    model.params.update(weights)
 
     hyper = _json(m, "optimizer")
     if not isinstance(hyper, dict):
@@ -386,6 +386,8 @@ def _from_members(m: dict[str, np.ndarray]) -> Checkpoint:
 
 
 def _int(m: dict[str, np.ndarray], name: str, *, minimum: int) -> int:
+    if name not in m:
+        raise _Invalid(f"it lacks {name}")
     a = m[name]
     if a.shape != () or a.dtype.kind not in "iu" or a < minimum:
         raise _Invalid(f"{name} must be an integer >= {minimum}, got {a!r}")
@@ -424,6 +426,6 @@ def _generator(state: object) -> np.random.Generator:
     bitgen = getattr(np.random, name)()
     try:
         bitgen.state = state
-    except (TypeError, ValueError, KeyError) as e:
+    except (TypeError, ValueError, KeyError, OverflowError) as e:
         raise _Invalid(f"bad rng state: {e}") from None
     return np.random.Generator(bitgen)
