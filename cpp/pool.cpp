@@ -56,7 +56,7 @@ class Pool {
     }
     // wait only for tasks that other threads have already started
     for (int spin = 0; job->done.load(std::memory_order_acquire) < job->n;)
-      if (++spin < 4000) pause();
+      if (++spin % 64 != 0) pause();
       else std::this_thread::yield();
   }
 
@@ -72,10 +72,12 @@ class Pool {
   void serve() {
     unsigned seen = posted_.load(std::memory_order_acquire);
     for (;;) {
-      // a short spin catches the next step's job without a wake-up
-      for (int spin = 0; spin < 20000; ++spin) {
+      // a short spin catches the next step's job without a wake-up; the
+      // yields give the core back when it is shared with the caller
+      for (int spin = 0; spin < 4000; ++spin) {
         if (posted_.load(std::memory_order_acquire) != seen) break;
-        pause();
+        if (spin % 64 == 63) std::this_thread::yield();
+        else pause();
       }
       std::shared_ptr<Job> job;
       {
