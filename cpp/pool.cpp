@@ -74,9 +74,9 @@ class Pool {
     for (;;) {
       // a short spin catches the next step's job without a wake-up; the
       // yields give the core back when it is shared with the caller
-      for (int spin = 0; spin < 4000; ++spin) {
+      for (int spin = 0; spin < 40000; ++spin) {
         if (posted_.load(std::memory_order_acquire) != seen) break;
-        if (spin % 64 == 63) std::this_thread::yield();
+        if (spin % 16 == 15) std::this_thread::yield();
         else pause();
       }
       std::shared_ptr<Job> job;
