@@ -152,9 +152,11 @@ inline vec<T> vtanh(vec<T> x) {
 
 // C (+)= A B for one register tile of M rows and Q vectors:
 // C[m][j] = sum_k A(m, k) B[k][j] with A(m, k) = A[m*sam + k*sak].
+// With K2 > 1 the sum runs over K2 runs of K: run u starts at A + u*sa2 and
+// Bm + u*sb2.
 template <class T, int M, int Q, bool ACC>
 inline void tile(T* C, long ldc, const T* A, long sam, long sak, const T* Bm,
-                 long ldb, long K) {
+                 long ldb, long K, long K2, long sa2, long sb2) {
   constexpr int L = simd<T>::L;
   vec<T> c[M][Q];
 #pragma GCC unroll 8
@@ -163,9 +165,10 @@ inline void tile(T* C, long ldc, const T* A, long sam, long sak, const T* Bm,
     for (int q = 0; q < Q; ++q)
       c[m][q] = ACC ? load(C + m * ldc + q * L) : vec<T>{};
 
+  for (long u = 0; u < K2; ++u)
   for (long k = 0; k < K; ++k) {
-    const T* b = Bm + k * ldb;
-    const T* a = A + k * sak;
+    const T* b = Bm + u * sb2 + k * ldb;
+    const T* a = A + u * sa2 + k * sak;
     vec<T> bv[Q];
 #pragma GCC unroll 4
     for (int q = 0; q < Q; ++q) bv[q] = load(b + q * L);
@@ -186,14 +189,17 @@ inline void tile(T* C, long ldc, const T* A, long sam, long sak, const T* Bm,
 // Picks the tile instantiation for an edge tile of m <= M rows, q <= Q vectors.
 template <class T, bool ACC, int M = MR, int Q = NR>
 inline void edge_tile(int m, int q, T* C, long ldc, const T* A, long sam,
-                      long sak, const T* Bm, long ldb, long K) {
+                      long sak, const T* Bm, long ldb, long K, long K2 = 1,
+                      long sa2 = 0, long sb2 = 0) {
   if constexpr (M > 1)
     if (m < M)
-      return edge_tile<T, ACC, M - 1, Q>(m, q, C, ldc, A, sam, sak, Bm, ldb, K);
+      return edge_tile<T, ACC, M - 1, Q>(m, q, C, ldc, A, sam, sak, Bm, ldb, K,
+                                         K2, sa2, sb2);
   if constexpr (Q > 1)
     if (q < Q)
-      return edge_tile<T, ACC, M, Q - 1>(m, q, C, ldc, A, sam, sak, Bm, ldb, K);
-  tile<T, M, Q, ACC>(C, ldc, A, sam, sak, Bm, ldb, K);
+      return edge_tile<T, ACC, M, Q - 1>(m, q, C, ldc, A, sam, sak, Bm, ldb, K,
+                                         K2, sa2, sb2);
+  tile<T, M, Q, ACC>(C, ldc, A, sam, sak, Bm, ldb, K, K2, sa2, sb2);
 }
 
 // C (M x N, N a whole number of vectors) (+)= A (M x K) B (K x N).
@@ -209,36 +215,18 @@ inline void gemm(T* C, long ldc, const T* A, long sam, long sak, const T* Bm,
   }
 }
 
-// C = A^T B summed over K tokens, C (M x N), A (K x lda), B (K x ldb): one
-// task of `panels`, a block of PANEL_ROWS rows by NR vectors of C. Tokens
-// are taken KC at a time so that the chunks of A and B a task reads stay in
-// cache while it sweeps its rows; each C element sums its tokens in order.
-constexpr long PANEL_ROWS = 8 * MR, KC = 256;
-
+// C (M x N) = sum over K2 runs of K tokens of A_k^T B_k: token k of run u
+// is row u*ra + k of A (lda wide) and of B (ldb wide).
 template <class T>
-inline long panels(long M, long N) {
-  return (M + PANEL_ROWS - 1) / PANEL_ROWS *
-         ((N / simd<T>::L + NR - 1) / NR);
-}
-
-template <class T>
-inline void panel(long index, T* C, long ldc, const T* A, long lda,
-                  const T* Bm, long ldb, long M, long N, long K) {
+inline void gemm_tn(T* C, long ldc, const T* A, long lda, const T* Bm,
+                    long ldb, long M, long N, long K, long K2, long ra) {
   constexpr int L = simd<T>::L;
-  const long cols = (N / L + NR - 1) / NR;
-  const long i0 = index / cols * PANEL_ROWS, j = index % cols * NR * L;
-  const long i1 = min(i0 + PANEL_ROWS, M);
-  const int q = int(min(NR, (N - j) / L));
-  for (long k = 0; k < K; k += KC) {
-    const long kc = min(KC, K - k);
-    for (long i = i0; i < i1; i += MR) {
-      const int m = int(min(MR, i1 - i));
-      T* c = C + i * ldc + j;
-      const T* a = A + k * lda + i;
-      const T* b = Bm + k * ldb + j;
-      if (k == 0) edge_tile<T, false>(m, q, c, ldc, a, 1, lda, b, ldb, kc);
-      else edge_tile<T, true>(m, q, c, ldc, a, 1, lda, b, ldb, kc);
-    }
+  for (long j = 0; j < N; j += NR * L) {
+    const int q = int(min(NR, (N - j) / L));
+    for (long i = 0; i < M; i += MR)
+      edge_tile<T, false>(int(min(MR, M - i)), q, C + i * ldc + j, ldc,
+                          A + i, 1, lda, Bm + j, ldb, K, K2, ra * lda,
+                          ra * ldb);
   }
 }
 
@@ -290,6 +278,8 @@ struct Work {
   T* DZ;  // (T, B, Hp) gradient through the output, then through tanh
   T* dh;  // (B, Hp) gradient flowing back in time, finally dL/dh0
   T* G[5];  // padded parameter gradients, shaped as Padded's first five
+  T* Gp;    // (blocks, P): each block's share of the five, laid out as G
+  long P;   // elements of the five padded parameters together
   T* A[5];  // Mode::adagrad: the updated accumulators, shaped as G
   T* scratch;  // (blocks, ROWS, Vp) logits when evaluating
 };
@@ -358,51 +348,41 @@ double block(const Job<T>& J, const Padded<T>& P, const Work<T>& W, long blk) {
   return loss;
 }
 
-// Weight gradients summed over all N tokens; task k of `gradient_tasks`.
+// The weight gradients of one block's tokens, written to its partial
+// (the five padded gradients, laid out as Padded's first five). Run by the
+// thread that just computed the block, while its activations are in cache.
 template <class T>
-void gradient_task(const Job<T>& J, const Work<T>& W, long k) {
+void block_gradients(const Job<T>& J, const Work<T>& W, long blk) {
   constexpr int L = simd<T>::L;
-  const long H = J.H, V = J.V, N = J.T * J.B;
+  const long B = J.B, H = J.H, V = J.V, Tn = J.T;
   const long Hp = round_up(H, L), Vp = round_up(V, L);
-  const long ks = panels<T>(H, Vp), kh = panels<T>(H, Hp);
+  const long b0 = blk * ROWS, m = min(ROWS, B - b0);
+  T* g = W.Gp + blk * W.P;
+  T *dWi = g, *dWh = dWi + V * Hp, *dbh = dWh + H * Hp, *dWs = dbh + Hp,
+    *dbs = dWs + H * Vp;
+  const T* dl = W.DL + b0 * Vp;  // (t, r) at dl + (t*B + r)*Vp
+  const T* dz = W.DZ + b0 * Hp;
+  const T* h = W.Hs + b0 * Hp;  // h_{t-1}; h_t is one step (B rows) on
 
-  // dW_softmax = sum_n h_n^T dlogits_n
-  if (k < ks)
-    return panel(k, W.G[3], Vp, W.Hs + J.B * Hp, Hp, W.DL, Vp, H, Vp, N);
-  // dW_hidden = sum_n h_{n-1}^T dz_n
-  if ((k -= ks) < kh)
-    return panel(k, W.G[1], Hp, W.Hs, Hp, W.DZ, Hp, H, Hp, N);
-  k -= kh;
+  // dW_softmax = sum h_t^T dlogits_t, dW_hidden = sum h_{t-1}^T dz_t
+  gemm_tn(dWs, Vp, h + B * Hp, Hp, dl, Vp, H, Vp, m, Tn, B);
+  gemm_tn(dWh, Hp, h, Hp, dz, Hp, H, Hp, m, Tn, B);
 
-  // db_softmax, db_hidden: column sums
-  if (k == 0 || k == 1) {
-    const T* D = k == 0 ? W.DL : W.DZ;
-    const long n = k == 0 ? Vp : Hp;
-    T* g = W.G[k == 0 ? 4 : 2];
-    for (long j = 0; j < n; j += L) {
-      vec<T> s{};
-      for (long i = 0; i < N; ++i) s += load(D + i * n + j);
-      store(g + j, s);
+  // db_softmax, db_hidden: column sums; dW_input[x] += dz, in token order
+  for (long v = 0; v < Vp; v += L) store(dbs + v, vec<T>{});
+  for (long j = 0; j < Hp; j += L) store(dbh + j, vec<T>{});
+  for (long i = 0; i < V * Hp; i += L) store(dWi + i, vec<T>{});
+  for (long t = 0; t < Tn; ++t)
+    for (long r = 0; r < m; ++r) {
+      const T* l = dl + (t * B + r) * Vp;
+      const T* z = dz + (t * B + r) * Hp;
+      T* wi = dWi + long(J.X[(b0 + r) * Tn + t]) * Hp;
+      for (long v = 0; v < Vp; v += L) store(dbs + v, load(dbs + v) + load(l + v));
+      for (long j = 0; j < Hp; j += L) {
+        store(dbh + j, load(dbh + j) + load(z + j));
+        store(wi + j, load(wi + j) + load(z + j));
+      }
     }
-    return;
-  }
-
-  // dW_input[x_n] += dz_n, in token order
-  T* g = W.G[0];
-  for (long i = 0; i < V * Hp; i += L) store(g + i, vec<T>{});
-  for (long t = 0; t < J.T; ++t)
-    for (long b = 0; b < J.B; ++b) {
-      T* gx = g + long(J.X[b * J.T + t]) * Hp;
-      const T* dz = W.DZ + (t * J.B + b) * Hp;
-      for (long j = 0; j < Hp; j += L) store(gx + j, load(gx + j) + load(dz + j));
-    }
-}
-
-template <class T>
-long gradient_tasks(const Job<T>& J) {
-  constexpr int L = simd<T>::L;
-  return panels<T>(J.H, round_up(J.V, L)) + panels<T>(J.H, round_up(J.H, L)) +
-         3;
 }
 
 // Shapes of the five parameters as (rows, cols), and their padded widths.
@@ -436,7 +416,8 @@ Outcome fused(const Job<T>& J) {
   const long acts = (J.T + 1) * B * Hp + (grad ? N * (Vp + Hp) + B * Hp : 0) +
                     (grad ? 0 : blocks * ROWS * Vp);
   const int copies = J.mode == Mode::adagrad ? 3 : (grad ? 2 : 1);
-  const long total = padded * copies + H * Hp + V * Hp + acts;
+  const long total = padded * (copies + (grad ? blocks : 0)) + H * Hp +
+                     V * Hp + acts;
   const long row_tasks = param_rows(J);
   // doubles, one per block and two per parameter row, then 64-byte aligned
   const long losses = round_up(blocks + 2 * row_tasks, 8);
@@ -459,6 +440,8 @@ Outcome fused(const Job<T>& J) {
     W.DZ = take(N * Hp);
     W.dh = take(B * Hp);
     for (int k = 0; k < 5; ++k) W.G[k] = take(rows[k] * ld[k]);
+    W.P = padded;
+    W.Gp = take(blocks * padded);
   } else {
     W.scratch = take(blocks * ROWS * Vp);
   }
@@ -516,11 +499,26 @@ Outcome fused(const Job<T>& J) {
   parallel_for(blocks, J.threads, [](void* c, long b) {
     Context& x = *static_cast<Context*>(c);
     x.block_loss[b] = block(x.J, x.P, x.W, b);
+    if (x.J.mode != Mode::evaluate) block_gradients(x.J, x.W, b);
   }, &ctx);
+
+  // the gradients: the blocks' partials summed in block order, row by row
   if (grad)
-    parallel_for(gradient_tasks(J), J.threads, [](void* c, long k) {
+    parallel_for(row_tasks, J.threads, [](void* c, long r) {
       Context& x = *static_cast<Context*>(c);
-      gradient_task(x.J, x.W, k);
+      int k;
+      long i;
+      x.locate(r, k, i);
+      long offset = i * x.ld[k];
+      for (int q = 0; q < k; ++q) offset += x.rows[q] * x.ld[q];
+      const long blocks = (x.J.B + ROWS - 1) / ROWS;
+      T* g = x.W.G[k] + i * x.ld[k];
+      for (long j = 0; j < x.ld[k]; j += simd<T>::L) {
+        vec<T> s = load(x.W.Gp + offset + j);
+        for (long b = 1; b < blocks; ++b)
+          s += load(x.W.Gp + b * x.W.P + offset + j);
+        store(g + j, s);
+      }
     }, &ctx);
 
   Outcome out{0.0, 0.0, false};
