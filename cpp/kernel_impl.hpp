@@ -40,7 +40,8 @@ struct simd;
 template <>
 struct simd<float> {
   typedef float v __attribute__((vector_size(RNNEXT_VBYTES), aligned(4), may_alias));
-  typedef int32_t i __attribute__((vector_size(RNNEXT_VBYTES), may_alias));
+  typedef int32_t i
+      __attribute__((vector_size(RNNEXT_VBYTES), aligned(4), may_alias));
   static constexpr int L = RNNEXT_VBYTES / 4;
   static constexpr int mantissa = 23, bias = 127, degree = 7;
   static constexpr float lowest = -87.0f;  // exp below this flushes to 0
@@ -49,7 +50,8 @@ struct simd<float> {
 template <>
 struct simd<double> {
   typedef double v __attribute__((vector_size(RNNEXT_VBYTES), aligned(8), may_alias));
-  typedef int64_t i __attribute__((vector_size(RNNEXT_VBYTES), may_alias));
+  typedef int64_t i
+      __attribute__((vector_size(RNNEXT_VBYTES), aligned(8), may_alias));
   static constexpr int L = RNNEXT_VBYTES / 8;
   static constexpr int mantissa = 52, bias = 1023, degree = 12;
   static constexpr double lowest = -708.0;
