@@ -36,20 +36,6 @@ def assert_close(actual, expected, tol, what):
     assert err <= tol, f"{what}: max diff {diff:.3e}, rel err {err:.3e} > {tol:.0e}"
 
 
-def numerical_grad(f, w, eps=1e-5):
-    """Central differences of the scalar f() for every element of w."""
-    g = np.zeros_like(w)
-    for i in np.ndindex(w.shape):
-        old = w[i]
-        w[i] = old + eps
-        up = f()
-        w[i] = old - eps
-        down = f()
-        w[i] = old
-        g[i] = (up - down) / (2 * eps)
-    return g
-
-
 def make_problem(H, V, B, T, dtype=np.float64, seed=0):
     """A model with nonzero biases, random X, Y, h0 and the oracle's params."""
     model = rnnext.CharRNN(V, H, seed=seed, dtype=dtype)
@@ -102,7 +88,7 @@ def test_grads_match_finite_differences(H, V, B, T):
 
     for name in (*NAMES, "h0"):
         w = h0 if name == "h0" else model.params[name]
-        numeric = numerical_grad(loss, w)
+        numeric = ref.numerical_grad(loss, w)
         assert_close(grads[name], numeric, 1e-6, f"{name} H={H} V={V} B={B} T={T}")
 
 

@@ -28,20 +28,6 @@ def random_problem(H, V, B, T, seed=0, dtype=np.float64):
     return params, X, Y, h0
 
 
-def numerical_grad(f, w, eps=1e-5):
-    """Central differences of the scalar f() for every element of w."""
-    g = np.zeros_like(w)
-    for i in np.ndindex(w.shape):
-        old = w[i]
-        w[i] = old + eps
-        up = f()
-        w[i] = old - eps
-        down = f()
-        w[i] = old
-        g[i] = (up - down) / (2 * eps)
-    return g
-
-
 @pytest.mark.parametrize("V", [2, 27, 65])
 def test_loss_at_near_zero_init_is_ln_V(V):
     params, X, Y, h0 = random_problem(8, V, 4, 5)
@@ -92,7 +78,7 @@ def test_grads_match_finite_differences(H, V, B, T):
 
     for name in (*NAMES, "h0"):
         w = h0 if name == "h0" else params[name]
-        numeric = numerical_grad(loss, w)
+        numeric = ref.numerical_grad(loss, w)
         err = max_rel_err(grads[name], numeric)
         assert err <= 1e-6, f"{name} (H={H} V={V} B={B} T={T}): rel err {err} > 1e-6"
 

@@ -13,6 +13,7 @@ B = rows, T = steps, H = hidden, V = vocabulary.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -119,6 +120,25 @@ def loss_and_grads(
 
     grads["h0"] = dh_next
     return loss, grads, hs[-1]
+
+
+def numerical_grad(
+    f: Callable[[], float], w: FloatArray, eps: float = 1e-5
+) -> FloatArray:
+    """Central differences of the scalar f() for every element of w.
+
+    w is perturbed in place, one element at a time, and restored.
+    """
+    g = np.zeros_like(w)
+    for i in np.ndindex(w.shape):
+        old = w[i]
+        w[i] = old + eps
+        up = f()
+        w[i] = old - eps
+        down = f()
+        w[i] = old
+        g[i] = (up - down) / (2 * eps)
+    return g
 
 
 def clip_grads(
