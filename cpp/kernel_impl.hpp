@@ -7,11 +7,12 @@
 // the inner loops run over whole vectors with no tail. Token n = t*B + b.
 //
 // One call: (1) blocks of rows run forward through all T steps, computing the
-// softmax cross-entropy gradient as they go, then backward through time;
-// (2) the weight gradients are reduced over all tokens as matrix products,
-// one output tile per task; (3) clipping and the Adagrad update. Blocks and
-// tiles do not depend on the thread count, and each output is summed in a
-// fixed order, so results are bit-identical whatever the number of threads.
+// softmax cross-entropy gradient as they go, then backward through time, and
+// then the weight gradients of their own tokens, while these are in cache;
+// (2) the blocks' gradients are summed in block order; (3) clipping and the
+// Adagrad update, applied only if every new value is finite. Blocks do not
+// depend on the thread count and every sum is taken in a fixed order, so
+// results are bit-identical whatever the number of threads.
 //
 // Needs RNNEXT_ISA (namespace), RNNEXT_VBYTES (vector bytes), RNNEXT_MR and
 // RNNEXT_NR (register tile: rows x vectors), RNNEXT_ROWS (rows per block).
