@@ -7,7 +7,8 @@
 #
 # B rows, T steps, H hidden, V vocabulary.
 #
-# RNNEXT_FUZZ=thorough runs a hundred times more cases (minutes per test).
+# RNNEXT_FUZZ=thorough runs 4000 cases a property instead of 100 (about ten
+# minutes for the file instead of fifteen seconds).
 import contextlib
 import copy
 import faulthandler
@@ -35,7 +36,7 @@ from rnnext.model import PARAM_NAMES
 
 _SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large]
 settings.register_profile(
-    "rnnext-default", max_examples=40, deadline=None, suppress_health_check=_SLOW_OK
+    "rnnext-default", max_examples=100, deadline=None, suppress_health_check=_SLOW_OK
 )
 settings.register_profile(
     "rnnext-thorough", max_examples=4000, deadline=None, suppress_health_check=_SLOW_OK
@@ -206,11 +207,12 @@ def assert_close(actual, expected, tol, what, floor=1.0):
         )
 
 
-def grad_floor(grads):
+def grad_floor(grads, dtype=np.float64):
     """The largest finite entry of all gradients: cancellation leaves noise
-    of that order times the rounding error in any one of them."""
+    of that order times the rounding error in any one of them. Never below
+    what the rounding of terms of size 1/(B*T) leaves in the dtype."""
     finite = [np.abs(g[np.isfinite(g)]).max(initial=0.0) for g in grads.values()]
-    return max(*finite, 1e-300)
+    return max(*finite, 1e-6 if np.dtype(dtype) == np.float64 else 1e-3)
 
 
 def grad_norm(grads):
@@ -328,7 +330,7 @@ def test_model_evaluate_and_gradients_match_the_oracle(data):
                 P, oracle_ids(X), oracle_ids(Y), h
             )
             assert list(grads) == [*PARAM_NAMES, "h0"]
-            floor = grad_floor(want)
+            floor = grad_floor(want, dtype)
             for k, g in grads.items():
                 assert g.dtype == dtype, k
                 assert_close(g, want[k], tol, f"d{k}", floor=floor)
@@ -339,8 +341,14 @@ def test_model_evaluate_and_gradients_match_the_oracle(data):
 
 
 def draw_optimizer(data, model):
-    init = data.draw(st.sampled_from([1e-3, 0.1, 1.0]), label="initial_accumulator")
-    lr = data.draw(st.sampled_from([1e-3, 0.1, 1.0]), label="lr")
+    # An update is about lr * g / sqrt(initial_accumulator) while g is small,
+    # so lr=1 with 1e-3 multiplies float32 rounding by 30 at every step.
+    f32 = model.dtype == np.float32
+    inits = [0.1, 1.0] if f32 else [1e-3, 0.1, 1.0]
+    init = data.draw(st.sampled_from(inits), label="initial_accumulator")
+    lr = data.draw(
+        st.sampled_from([1e-3, 0.1] if f32 else [1e-3, 0.1, 1.0]), label="lr"
+    )
     eps = data.draw(st.sampled_from([0.0, 1e-10, 1e-3]), label="eps")
     clip = data.draw(st.sampled_from(["none", "clip", "clip_norm"]), label="clip")
     bound = data.draw(st.sampled_from([1e-3, 0.05, 1.0, 100.0]), label="bound")
@@ -380,7 +388,7 @@ def test_adagrad_step_matches_the_oracle(data):
     assert opt.updated
     assert_close(loss, want_loss, tol, "loss")
     assert_close(hT, want_hT, tol, "h_T")
-    assert_close(opt.grad_norm, grad_norm(grads), tol, "|g|", floor=0.0)
+    assert_close(opt.grad_norm, grad_norm(grads), tol, "|g|", grad_floor(grads, dtype))
     for k in PARAM_NAMES:
         assert_close(model.params[k], P[k], tol, k)
         assert_close(opt.accumulators[k], A[k], tol, f"accumulator of {k}")
@@ -401,7 +409,7 @@ def test_adagrad_steps_match_the_oracle_feed_by_feed(data):
     P, h = oracle_params(model.params, dtype), oracle_state(h0, dtype)
     A = oracle_params(opt.accumulators, dtype)
     R = oracle_ids(rows)
-    tol = TOL[dtype]
+    tol = TOL[dtype] * count  # each update feeds its rounding to the next feed
 
     with no_hang():
         losses, hT = opt.steps(rows, T, start, count, h0)
@@ -689,7 +697,9 @@ def test_core_evaluate_and_gradients_match_or_raise(data):
     if grads:
         for k, g in zip((*PARAM_NAMES, "h0"), out[1]):
             assert g.dtype == dtype
-            assert_close(g, want[1][k], TOL[dtype], f"d{k}", floor=grad_floor(want[1]))
+            assert_close(
+                g, want[1][k], TOL[dtype], f"d{k}", floor=grad_floor(want[1], dtype)
+            )
 
 
 def draw_option(data, name):
