@@ -33,8 +33,9 @@ struct Job {
   int threads;       // >= 1
 };
 
-// Result of one call. In Mode::adagrad the update is skipped when the loss or
-// the gradient norm is not finite, and `updated` says whether it happened.
+// Result of one call. In Mode::adagrad the update is skipped when the loss,
+// the gradient norm or any updated weight or accumulator would not be
+// finite, and `updated` says whether it happened.
 struct Outcome {
   double loss;       // mean cross-entropy over the B*T tokens, in nats
   double grad_norm;  // global norm of the parameter gradients (before clipping)

@@ -300,3 +300,20 @@ def test_num_threads_at_least_one(n):
 def test_num_threads_must_be_int():
     with pytest.raises(TypeError, match=r"num_threads must be an int, got float"):
         rnnext.set_num_threads(2.0)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "error", "match"),
+    [
+        ("clip", True, TypeError, "clip must be a number, got bool"),
+        ("clip_norm", -1.0, ValueError, "clip_norm must be a finite number > 0"),
+        ("eps", float("nan"), ValueError, "eps must be a finite number >= 0"),
+    ],
+)
+def test_options_changed_after_construction_are_checked(
+    model, batch, option, value, error, match
+):
+    opt = rnnext.Adagrad(model)
+    setattr(opt, option, value)
+    with pytest.raises(error, match=match):
+        opt.step(*batch)

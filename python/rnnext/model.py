@@ -193,8 +193,9 @@ class Adagrad:
         w     -= lr * g / (sqrt(accum) + eps)
 
     Accumulators start at initial_accumulator; with 0 this is exactly
-    torch.optim.Adagrad. A step whose loss or gradient is not finite changes
-    nothing and returns that loss.
+    torch.optim.Adagrad. A step whose loss, gradient or new values would not
+    be finite changes nothing (`updated` is then False). The options may be
+    changed between steps; each step checks them.
     """
 
     def __init__(
@@ -239,20 +240,33 @@ class Adagrad:
             f"clip_norm={self.clip_norm})"
         )
 
+    def _options(self) -> tuple[float, float, float, float]:
+        """lr, eps, clip, clip_norm as the kernel takes them (0: no clipping)."""
+        lr = check_float(self.lr, "lr", positive=True)
+        eps = check_float(self.eps, "eps", positive=False)
+        if self.clip is not None and self.clip_norm is not None:
+            raise ValueError("clip and clip_norm cannot both be set: choose one")
+        clip = (
+            0.0 if self.clip is None else check_float(self.clip, "clip", positive=True)
+        )
+        norm = (
+            0.0
+            if self.clip_norm is None
+            else check_float(self.clip_norm, "clip_norm", positive=True)
+        )
+        return lr, eps, clip, norm
+
     def step(
         self, X: npt.ArrayLike, Y: npt.ArrayLike, h0: npt.ArrayLike
     ) -> tuple[float, FloatArray]:
         """Forward, backward, clip and update for one feed: (loss, h_T)."""
-        lr = check_float(self.lr, "lr", positive=True)
+        options = self._options()
         accums = tuple(self.accumulators[k] for k in PARAM_NAMES)
         loss, hT, self.grad_norm, self.updated = _core.adagrad_step(
             self.model.param_tuple(),
             accums,
             *_arrays(X, Y, h0),
-            lr,
-            self.eps,
-            self.clip or 0.0,
-            self.clip_norm or 0.0,
+            *options,
             get_num_threads(),
         )
         return loss, hT
@@ -272,14 +286,15 @@ class Adagrad:
         and Y = rows[:, i*T+1:(i+1)*T+1] with T = steps. Runs feeds start ..
         start + count - 1, each from the state the previous one ended in.
         Returns the losses (float64, one per feed) and the final state. A
-        step whose loss or gradient is not finite is not applied and ends
+        step whose loss, gradient or new values would not be finite is not
+        applied and ends
         the call: its loss and all later ones are NaN, and the state is the
         one before it.
         """
         T = check_int(steps, "steps", minimum=1)
         start = check_int(start, "start", minimum=0)
         count = check_int(count, "count", minimum=1)
-        lr = check_float(self.lr, "lr", positive=True)
+        options = self._options()
         accums = tuple(self.accumulators[k] for k in PARAM_NAMES)
         losses, hT = _core.adagrad_steps(
             self.model.param_tuple(),
@@ -289,10 +304,7 @@ class Adagrad:
             start,
             count,
             _array(h0),
-            lr,
-            self.eps,
-            self.clip or 0.0,
-            self.clip_norm or 0.0,
+            *options,
             get_num_threads(),
         )
         return losses, hT
