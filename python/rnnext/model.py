@@ -211,8 +211,12 @@ class Adagrad:
         if not isinstance(model, CharRNN):
             raise TypeError(f"model must be a CharRNN, got {type(model).__name__}")
         self.model = model
-        self.lr = check_float(lr, "lr", positive=True)
-        self.eps = check_float(eps, "eps", positive=False)
+        self.lr, self.eps = lr, eps
+        self.clip: float | None = clip
+        self.clip_norm: float | None = clip_norm
+        # the same checks as every step, keeping the values as plain floats
+        self.lr, self.eps, c, n = self._options()
+        self.clip, self.clip_norm = c or None, n or None
         init = check_float(initial_accumulator, "initial_accumulator", positive=False)
         self.initial_accumulator = init
         if init == 0 and self.eps == 0:
@@ -220,14 +224,6 @@ class Adagrad:
                 "initial_accumulator and eps cannot both be 0: the first "
                 "update would divide by zero"
             )
-        if clip is not None and clip_norm is not None:
-            raise ValueError("clip and clip_norm cannot both be set: choose one")
-        self.clip = None if clip is None else check_float(clip, "clip", positive=True)
-        self.clip_norm = (
-            None
-            if clip_norm is None
-            else check_float(clip_norm, "clip_norm", positive=True)
-        )
         self.accumulators: dict[str, FloatArray] = {
             k: np.full_like(a, init) for k, a in zip(PARAM_NAMES, model.param_tuple())
         }
