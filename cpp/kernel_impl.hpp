@@ -404,6 +404,54 @@ inline long param_rows(const Job<T>& J) {
   return 2 * J.H + J.V + 2;
 }
 
+// What the phases of one call share; the phases after the blocks work on
+// groups of consecutive parameter rows.
+template <class T>
+struct Context {
+  const Job<T>& J;
+  const Padded<T>& P;
+  const Work<T>& W;
+  const long *rows, *cols, *ld;
+  long prows, groups;
+  double* block_loss;
+  double* row_sq;   // per parameter row: squared gradient norm
+  double* row_bad;  // per parameter row: 1 if its update is not finite
+  T scale;          // of the gradients, for clipping by norm
+
+  // Calls fn(k, i, r, offset) for each parameter row r of task g: row i of
+  // parameter k, at `offset` in the padded five laid end to end.
+  template <class Fn>
+  void for_rows(long g, Fn&& fn) const {
+    const long r0 = prows * g / groups, r1 = prows * (g + 1) / groups;
+    long r = 0, offset = 0;
+    for (int k = 0; k < 5; r += rows[k], offset += rows[k] * ld[k], ++k)
+      for (long i = r0 > r ? r0 - r : 0; i < rows[k] && r + i < r1; ++i)
+        fn(k, i, r + i, offset + i * ld[k]);
+  }
+
+  // accum += g*g; w -= lr * g / (sqrt(accum) + eps) for one row, into W.A
+  // and W.G, so that nothing changes if a new value is not finite
+  void update(int k, long i, long r) const {
+    const T lr = T(J.lr), eps = T(J.eps), cl = T(J.clip), s = scale;
+    const bool clip = J.clip > 0;
+    const long n = cols[k];
+    const T* __restrict w = J.param[k] + i * n;
+    const T* __restrict a = J.accum[k] + i * n;
+    T* __restrict g = W.G[k] + i * ld[k];
+    T* __restrict an = W.A[k] + i * ld[k];
+    for (long j = 0; j < n; ++j) {
+      T gj = g[j] * s;
+      if (clip) gj = gj < -cl ? -cl : (gj > cl ? cl : gj);
+      an[j] = a[j] + gj * gj;
+      g[j] = w[j] - lr * gj / (sqrt_(an[j]) + eps);
+    }
+    bool bad = false;
+    for (long j = 0; j < n; ++j)
+      bad |= (g[j] - g[j] != T(0)) | (an[j] - an[j] != T(0));
+    row_bad[r] = bad;
+  }
+};
+
 template <class T>
 Outcome fused(const Job<T>& J) {
   constexpr int L = simd<T>::L;
@@ -421,9 +469,8 @@ Outcome fused(const Job<T>& J) {
   const int copies = J.mode == Mode::adagrad ? 3 : (grad ? 2 : 1);
   const long total = padded * (copies + (grad ? blocks : 0)) + H * Hp +
                      V * Hp + acts;
-  const long row_tasks = param_rows(J);
   // doubles, one per block and two per parameter row, then 64-byte aligned
-  const long losses = round_up(blocks + 2 * row_tasks, 8);
+  const long losses = round_up(blocks + 2 * param_rows(J), 8);
   double* block_loss = static_cast<double*>(
       scratch(std::size_t(losses + total) * sizeof(double)));
   double* row_sq = block_loss + blocks;
@@ -451,78 +498,45 @@ Outcome fused(const Job<T>& J) {
   if (J.mode == Mode::adagrad)
     for (int k = 0; k < 5; ++k) W.A[k] = take(rows[k] * ld[k]);
 
-  struct Context {
-    const Job<T>& J;
-    const Padded<T>& P;
-    const Work<T>& W;
-    const long *rows, *cols, *ld;
-    double* block_loss;
-    double* row_sq;  // per parameter row: squared gradient norm
-    double* row_bad;  // per parameter row: 1 if its update overflowed
-    T scale;  // of the gradients, for clipping by norm
-    // parameter row r as (parameter k, row i)
-    void locate(long r, int& k, long& i) const {
-      for (k = 0; r >= rows[k]; ++k) r -= rows[k];
-      i = r;
-    }
-  } ctx{J, P, W, rows, cols, ld, block_loss, row_sq, row_sq + row_tasks, T(1)};
-  // small loops over rows are not worth waking threads for
-  const int row_threads = padded > 65536 ? J.threads : 1;
+  // after the blocks, the parameter rows are split into `groups` tasks, each
+  // of consecutive rows; small loops are not worth waking threads for
+  const long prows = param_rows(J);
+  const long groups = padded > 65536 ? min(prows, 4L * J.threads) : 1;
+  Context<T> ctx{J, P, W, rows, cols, ld, prows, groups, block_loss, row_sq,
+                row_sq + prows, T(1)};
 
   // parameter rows padded with zeros (b_softmax with -inf, so padded logits
-  // vanish), the transposes needed backward, and h0
-  const long prep = row_tasks + (grad ? H + V : 0) + 1;
-  parallel_for(prep, row_threads, [](void* c, long r) {
-    Context& x = *static_cast<Context*>(c);
+  // vanish), the transposes needed backward, and h0, a share in each task
+  parallel_for(groups, J.threads, [](void* c, long g) {
+    const Context<T>& x = *static_cast<const Context<T>*>(c);
     const Job<T>& J = x.J;
-    const Padded<T>& P = x.P;
-    const long H = J.H, Hp = x.ld[1];
-    if (r < param_rows(J)) {
-      int k;
-      long i;
-      x.locate(r, k, i);
-      T* const dst[5] = {P.Wi, P.Wh, P.bh, P.Ws, P.bs};
+    const long B = J.B, H = J.H, V = J.V, Hp = x.ld[1], n = x.groups;
+    x.for_rows(g, [&](int k, long i, long, long offset) {
       const T pad = k == 4 ? -__builtin_inf() : T(0);
-      for (long j = 0; j < x.ld[k]; ++j)
-        dst[k][i * x.ld[k] + j] =
-            j < x.cols[k] ? J.param[k][i * x.cols[k] + j] : pad;
-    } else if ((r -= param_rows(J)) < (J.mode != Mode::evaluate ? H + J.V : 0)) {
-      // W_hidden^T row j, or W_softmax^T row v
-      T* dst = r < H ? P.WhT + r * Hp : P.WsT + (r - H) * Hp;
-      const T* src = r < H ? J.param[1] + r : J.param[3] + (r - H);
-      const long stride = r < H ? H : J.V;
-      for (long i = 0; i < Hp; ++i) dst[i] = i < H ? src[i * stride] : T(0);
-    } else {
-      for (long b = 0; b < J.B; ++b)
-        for (long j = 0; j < Hp; ++j)
-          x.W.Hs[b * Hp + j] = j < H ? J.h0[b * H + j] : T(0);
+      const T* src = J.param[k] + i * x.cols[k];
+      T* dst = x.P.Wi + offset;
+      for (long j = 0; j < x.cols[k]; ++j) dst[j] = src[j];
+      for (long j = x.cols[k]; j < x.ld[k]; ++j) dst[j] = pad;
+    });
+    if (J.mode != Mode::evaluate) {
+      for (long j = H * g / n; j < H * (g + 1) / n; ++j)
+        for (long i = 0; i < Hp; ++i)
+          x.P.WhT[j * Hp + i] = i < H ? J.param[1][i * H + j] : T(0);
+      for (long v = V * g / n; v < V * (g + 1) / n; ++v)
+        for (long i = 0; i < Hp; ++i)
+          x.P.WsT[v * Hp + i] = i < H ? J.param[3][i * V + v] : T(0);
+    }
+    for (long b = B * g / n; b < B * (g + 1) / n; ++b) {
+      for (long j = 0; j < H; ++j) x.W.Hs[b * Hp + j] = J.h0[b * H + j];
+      for (long j = H; j < Hp; ++j) x.W.Hs[b * Hp + j] = T(0);
     }
   }, &ctx);
 
   parallel_for(blocks, J.threads, [](void* c, long b) {
-    Context& x = *static_cast<Context*>(c);
+    const Context<T>& x = *static_cast<const Context<T>*>(c);
     x.block_loss[b] = block(x.J, x.P, x.W, b);
     if (x.J.mode != Mode::evaluate) block_gradients(x.J, x.W, b);
   }, &ctx);
-
-  // the gradients: the blocks' partials summed in block order, row by row
-  if (grad)
-    parallel_for(row_tasks, J.threads, [](void* c, long r) {
-      Context& x = *static_cast<Context*>(c);
-      int k;
-      long i;
-      x.locate(r, k, i);
-      long offset = i * x.ld[k];
-      for (int q = 0; q < k; ++q) offset += x.rows[q] * x.ld[q];
-      const long blocks = (x.J.B + ROWS - 1) / ROWS;
-      T* g = x.W.G[k] + i * x.ld[k];
-      for (long j = 0; j < x.ld[k]; j += simd<T>::L) {
-        vec<T> s = load(x.W.Gp + offset + j);
-        for (long b = 1; b < blocks; ++b)
-          s += load(x.W.Gp + b * x.W.P + offset + j);
-        store(g + j, s);
-      }
-    }, &ctx);
 
   Outcome out{0.0, 0.0, false};
   for (long b = 0; b < blocks; ++b) out.loss += block_loss[b];
@@ -531,19 +545,34 @@ Outcome fused(const Job<T>& J) {
     for (long j = 0; j < H; ++j) J.hT[b * H + j] = W.Hs[(J.T * B + b) * Hp + j];
   if (!grad) return out;
 
-  // squared norm, one term per parameter row, summed in a fixed order
-  parallel_for(row_tasks, row_threads, [](void* c, long r) {
-    Context& x = *static_cast<Context*>(c);
-    int k;
-    long i;
-    x.locate(r, k, i);
-    const T* g = x.W.G[k] + i * x.ld[k];
-    double s = 0;
-    for (long j = 0; j < x.cols[k]; ++j) s += double(g[j]) * double(g[j]);
-    x.row_sq[r] = s;
+  // the blocks' partials summed in block order, each row's squared norm
+  // (four running sums, then paired), and the update unless clipping by norm
+  // needs the total norm first
+  const bool update_now = J.mode == Mode::adagrad && !(J.clip_norm > 0);
+  parallel_for(groups, J.threads, [](void* c, long g) {
+    const Context<T>& x = *static_cast<const Context<T>*>(c);
+    const long blocks = (x.J.B + ROWS - 1) / ROWS;
+    const bool update_now = x.J.mode == Mode::adagrad && !(x.J.clip_norm > 0);
+    x.for_rows(g, [&](int k, long i, long r, long offset) {
+      const T* gp = x.W.Gp + offset;
+      T* gr = x.W.G[k] + i * x.ld[k];
+      for (long j = 0; j < x.ld[k]; j += simd<T>::L) {
+        vec<T> s = load(gp + j);
+        for (long b = 1; b < blocks; ++b) s += load(gp + b * x.W.P + j);
+        store(gr + j, s);
+      }
+      double s[4] = {0, 0, 0, 0};
+      const long n = x.cols[k];
+      long j = 0;
+      for (; j + 4 <= n; j += 4)
+        for (int u = 0; u < 4; ++u) s[u] += double(gr[j + u]) * double(gr[j + u]);
+      for (; j < n; ++j) s[0] += double(gr[j]) * double(gr[j]);
+      x.row_sq[r] = (s[0] + s[1]) + (s[2] + s[3]);
+      if (update_now) x.update(k, i, r);
+    });
   }, &ctx);
   double sq = 0;
-  for (long r = 0; r < row_tasks; ++r) sq += row_sq[r];
+  for (long r = 0; r < prows; ++r) sq += row_sq[r];
   out.grad_norm = __builtin_sqrt(sq);
 
   if (J.mode == Mode::gradients) {
@@ -558,46 +587,25 @@ Outcome fused(const Job<T>& J) {
   if (!__builtin_isfinite(out.loss) || !__builtin_isfinite(out.grad_norm))
     return out;
 
-  // accum += g*g; w -= lr * g / (sqrt(accum) + eps), first into W.A and W.G
-  // so that nothing changes if a new value overflows
-  if (J.clip_norm > 0 && out.grad_norm > J.clip_norm)
-    ctx.scale = T(J.clip_norm / out.grad_norm);
-  parallel_for(row_tasks, row_threads, [](void* c, long r) {
-    Context& x = *static_cast<Context*>(c);
-    const Job<T>& J = x.J;
-    const T lr = T(J.lr), eps = T(J.eps), cl = T(J.clip), scale = x.scale;
-    int k;
-    long i;
-    x.locate(r, k, i);
-    const long n = x.cols[k];
-    const T* __restrict w = J.param[k] + i * n;
-    const T* __restrict a = J.accum[k] + i * n;
-    T* __restrict g = x.W.G[k] + i * x.ld[k];
-    T* __restrict an = x.W.A[k] + i * x.ld[k];
-    for (long j = 0; j < n; ++j) {
-      T gj = g[j] * scale;
-      if (J.clip > 0) gj = gj < -cl ? -cl : (gj > cl ? cl : gj);
-      an[j] = a[j] + gj * gj;
-      g[j] = w[j] - lr * gj / (sqrt_(an[j]) + eps);
-    }
-    bool bad = false;
-    for (long j = 0; j < n; ++j)
-      bad |= (g[j] - g[j] != T(0)) | (an[j] - an[j] != T(0));
-    x.row_bad[r] = bad;
-  }, &ctx);
-  for (long r = 0; r < row_tasks; ++r)
+  if (!update_now) {
+    if (out.grad_norm > J.clip_norm) ctx.scale = T(J.clip_norm / out.grad_norm);
+    parallel_for(groups, J.threads, [](void* c, long g) {
+      const Context<T>& x = *static_cast<const Context<T>*>(c);
+      x.for_rows(g, [&](int k, long i, long r, long) { x.update(k, i, r); });
+    }, &ctx);
+  }
+  for (long r = 0; r < prows; ++r)
     if (ctx.row_bad[r] != 0) return out;
 
-  parallel_for(row_tasks, row_threads, [](void* c, long r) {
-    Context& x = *static_cast<Context*>(c);
-    int k;
-    long i;
-    x.locate(r, k, i);
-    const long n = x.cols[k];
-    for (long j = 0; j < n; ++j) {
-      x.J.param[k][i * n + j] = x.W.G[k][i * x.ld[k] + j];
-      x.J.accum[k][i * n + j] = x.W.A[k][i * x.ld[k] + j];
-    }
+  parallel_for(groups, J.threads, [](void* c, long g) {
+    const Context<T>& x = *static_cast<const Context<T>*>(c);
+    x.for_rows(g, [&](int k, long i, long, long) {
+      const long n = x.cols[k];
+      for (long j = 0; j < n; ++j) {
+        x.J.param[k][i * n + j] = x.W.G[k][i * x.ld[k] + j];
+        x.J.accum[k][i * n + j] = x.W.A[k][i * x.ld[k] + j];
+      }
+    });
   }, &ctx);
   out.updated = true;
   return out;

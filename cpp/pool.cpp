@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdint>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -15,19 +16,52 @@
 namespace rnnext {
 namespace {
 
+// Tasks are split into one contiguous run per participant (the caller is
+// participant 0, helpers are numbered as they join). Each takes its own run
+// from the front, so the same tasks land on the same thread call after call
+// and their data stays in that core's cache; a participant that runs out
+// takes from the back of the others' runs, so a late or descheduled thread
+// costs only its share of the parallelism.
 struct Job {
   void (*task)(void*, long);
   void* ctx;
   long n;
-  int helpers_wanted;
-  std::atomic<long> next{0}, done{0};
+  int parts;  // participants wanted: the caller and parts - 1 helpers
   std::atomic<int> helpers{0};
+  std::atomic<long> done{0};
+  // per part, the tasks still to take: front in the low 32 bits, end high
+  std::unique_ptr<std::atomic<uint64_t>[]> runs;
 
-  // Runs tasks until none are left to take.
-  void work() {
-    for (long i; (i = next.fetch_add(1, std::memory_order_relaxed)) < n;) {
-      task(ctx, i);
-      done.fetch_add(1, std::memory_order_release);
+  static uint64_t pack(uint64_t front, uint64_t end) { return end << 32 | front; }
+
+  void split() {
+    runs.reset(new std::atomic<uint64_t>[size_t(parts)]);
+    for (int p = 0; p < parts; ++p)
+      runs[size_t(p)].store(pack(uint64_t(n * p / parts), uint64_t(n * (p + 1) / parts)),
+                            std::memory_order_relaxed);
+  }
+
+  // One task of run p, its first (own run) or last (another's); -1 if none.
+  long take(int p, bool own) {
+    std::atomic<uint64_t>& run = runs[size_t(p)];
+    uint64_t r = run.load(std::memory_order_relaxed);
+    for (;;) {
+      const uint64_t front = r & 0xffffffffu, end = r >> 32;
+      if (front >= end) return -1;
+      const uint64_t next = own ? pack(front + 1, end) : pack(front, end - 1);
+      if (run.compare_exchange_weak(r, next, std::memory_order_relaxed))
+        return long(own ? front : end - 1);
+    }
+  }
+
+  // Runs tasks until none are left to take, participant p's own run first.
+  void work(int p) {
+    for (int k = 0; k < parts; ++k) {
+      const int q = (p + k) % parts;
+      for (long i; (i = take(q, k == 0)) >= 0;) {
+        task(ctx, i);
+        done.fetch_add(1, std::memory_order_release);
+      }
     }
   }
 };
@@ -43,13 +77,13 @@ class Pool {
   void run(const std::shared_ptr<Job>& job) {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      while (int(threads_.size()) < job->helpers_wanted)
+      while (int(threads_.size()) < job->parts - 1)
         threads_.emplace_back([this] { serve(); });
       open_.push_back(job);
       posted_.fetch_add(1, std::memory_order_release);
     }
     cv_.notify_all();
-    job->work();
+    job->work(0);
     {
       std::lock_guard<std::mutex> lock(mu_);
       close(job.get());
@@ -80,6 +114,7 @@ class Pool {
         else pause();
       }
       std::shared_ptr<Job> job;
+      int part = 0;
       {
         std::unique_lock<std::mutex> lock(mu_);
         cv_.wait(lock, [&] {
@@ -87,13 +122,14 @@ class Pool {
         });
         seen = posted_.load(std::memory_order_relaxed);
         for (auto& j : open_)
-          if (j->helpers.load(std::memory_order_relaxed) < j->helpers_wanted) {
+          if (j->helpers.load(std::memory_order_relaxed) < j->parts - 1) {
             job = j;
-            if (j->helpers.fetch_add(1) + 1 == j->helpers_wanted) close(j.get());
+            part = j->helpers.fetch_add(1) + 1;
+            if (part == j->parts - 1) close(j.get());
             break;
           }
       }
-      if (job) job->work();
+      if (job) job->work(part);
     }
   }
 
@@ -125,13 +161,15 @@ Pool& the_pool() {
 void parallel_for(long n, int threads, void (*task)(void*, long), void* ctx) {
   if (n <= 0) return;
   if (threads > n) threads = int(n);
-  if (threads <= 1) {
+  // a run's bounds are packed in 32 bits each
+  if (threads <= 1 || n > long(UINT32_MAX)) {
     for (long i = 0; i < n; ++i) task(ctx, i);
     return;
   }
   auto job = std::make_shared<Job>();
   job->task = task, job->ctx = ctx, job->n = n;
-  job->helpers_wanted = threads - 1;
+  job->parts = threads;
+  job->split();
   the_pool().run(job);
 }
 

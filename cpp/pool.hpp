@@ -4,8 +4,9 @@
 namespace rnnext {
 
 // Runs task(ctx, i) once for each i in [0, n), on the calling thread and up
-// to threads - 1 pool threads, and returns when all are done. Tasks are
-// handed out one at a time, so which thread runs a task varies; results are
+// to threads - 1 pool threads, and returns when all are done. Each thread
+// starts on its own contiguous share of the tasks, so a task usually runs on
+// the same thread as in the last call, but not always; results are
 // reproducible as long as each task writes only its own outputs. The caller
 // never waits for a pool thread that has not started a task, so a busy
 // machine (or a forked child with no pool threads) only loses parallelism.
