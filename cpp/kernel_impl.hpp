@@ -21,6 +21,10 @@
 #include <cstdint>
 #include <utility>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 #include "kernel.hpp"
 #include "pool.hpp"
 
@@ -44,7 +48,9 @@ struct simd<float> {
   typedef int32_t i
       __attribute__((vector_size(RNNEXT_VBYTES), aligned(4), may_alias));
   static constexpr int L = RNNEXT_VBYTES / 4;
-  static constexpr int mantissa = 23, bias = 127, degree = 7;
+  // Taylor degrees: 7 for tanh (relative accuracy near 0), 6 for the
+  // softmax's exp (error below 2e-7 relative)
+  static constexpr int mantissa = 23, bias = 127, degree = 7, exp_degree = 6;
   static constexpr float lowest = -87.0f;  // exp below this flushes to 0
   static constexpr float round = 12582912.0f;  // 1.5 * 2^23
 };
@@ -54,7 +60,7 @@ struct simd<double> {
   typedef int64_t i
       __attribute__((vector_size(RNNEXT_VBYTES), aligned(8), may_alias));
   static constexpr int L = RNNEXT_VBYTES / 8;
-  static constexpr int mantissa = 52, bias = 1023, degree = 12;
+  static constexpr int mantissa = 52, bias = 1023, degree = 12, exp_degree = 12;
   static constexpr double lowest = -708.0;
   static constexpr double round = 6755399441055744.0;  // 1.5 * 2^52
 };
@@ -136,11 +142,32 @@ inline void exp_parts(vec<T> x, vec<T>& e, vec<T>& em1) {
   em1 = n == T(0) ? s : e - T(1);
 }
 
+// exp(x) for x <= 0, -inf included, as in exp_parts. With AVX-512, 2^n is
+// applied by scalef, which also rounds results below the smallest normal
+// correctly (to a subnormal or to 0), in fewer instructions.
 template <class T>
 inline vec<T> vexp(vec<T> x) {
+#if defined(__AVX512F__) && RNNEXT_VBYTES == 64
+  typedef simd<T> S;
+  static constexpr Taylor<T> taylor{};
+  const T ln2_hi = T(0.693145751953125), ln2_lo = T(1.428606820309417232e-06);
+  // below `floor`, exp(x) rounds to 0; clamping keeps n finite
+  constexpr T floor = sizeof(T) == 4 ? T(-104) : T(-746);
+  vec<T> xc = x < floor ? splat<T>(floor) : x;
+  vec<T> n = (xc * T(1.4426950408889634) + S::round) - S::round;
+  vec<T> r = (xc - n * ln2_hi) - n * ln2_lo;
+  vec<T> q = splat<T>(taylor.c[S::exp_degree - 1]);
+  for (int k = S::exp_degree - 2; k >= 0; --k) q = q * r + taylor.c[k];
+  vec<T> e = r * q + T(1);
+  if constexpr (sizeof(T) == 4)
+    return vec<T>(_mm512_scalef_ps(__m512(e), __m512(n)));
+  else
+    return vec<T>(_mm512_scalef_pd(__m512d(e), __m512d(n)));
+#else
   vec<T> e, em1;
   exp_parts<T>(x, e, em1);
   return e;
+#endif
 }
 
 // tanh(x) = -expm1(-2|x|) / (2 + expm1(-2|x|)), with the sign of x.
@@ -233,38 +260,52 @@ inline void gemm_tn(T* C, long ldc, const T* A, long lda, const T* Bm,
   }
 }
 
-// Softmax cross-entropy of one row of logits (Vp wide, padding at -inf).
-// -log p[y] = log(s) + m - z[y] with m the max and s = sum exp(z - m): adds
-// m - z[y] to `linear` and multiplies `product` by s, so that the caller
-// takes one logarithm for many rows. With `grad`, overwrites the row with
-// (p - onehot(y)) * w.
+// Softmax cross-entropy of m <= ROWS rows of logits z (Vp wide, padding at
+// -inf), row r's target at y[r * ys]. -log p[y] = log(s) + mx - z[y], with
+// mx the row's max and s = sum exp(z - mx): adds mx - z[y] to `linear` and
+// multiplies `product` by s (folding it into `logs` before it can
+// overflow), so that the caller takes one logarithm for many rows. With
+// `grad`, overwrites each row with (p - onehot(y)) * w. Each pass runs over
+// all the rows before the next begins, so that their chains overlap.
 template <class T>
-inline void softmax_xent(T* z, long Vp, int32_t y, bool grad, T w,
-                         double& linear, double& product) {
+inline void softmax_xent(T* z, long m, long Vp, const int32_t* y, long ys,
+                         bool grad, T w, double& linear, double& product,
+                         double& logs) {
   constexpr int L = simd<T>::L;
-  vec<T> mv = load(z);
-  for (long v = L; v < Vp; v += L) {
-    vec<T> x = load(z + v);
-    mv = x > mv ? x : mv;
+  T mx[ROWS], zy[ROWS], s[ROWS];
+  for (long r = 0; r < m; ++r) {
+    const T* zr = z + r * Vp;
+    zy[r] = zr[y[r * ys]];
+    vec<T> mv = load(zr);
+    for (long v = L; v < Vp; v += L) {
+      vec<T> x = load(zr + v);
+      mv = x > mv ? x : mv;
+    }
+    mx[r] = hmax<T>(mv);
   }
-  T m = hmax<T>(mv);
-  T zy = z[y];
 
-  vec<T> sv{};
-  for (long v = 0; v < Vp; v += L) {
-    vec<T> e = vexp<T>(load(z + v) - m);
-    sv += e;
-    if (grad) store(z + v, e);
+  for (long r = 0; r < m; ++r) {
+    T* zr = z + r * Vp;
+    vec<T> sv{};
+    for (long v = 0; v < Vp; v += L) {
+      vec<T> e = vexp<T>(load(zr + v) - mx[r]);
+      sv += e;
+      if (grad) store(zr + v, e);
+    }
+    s[r] = hsum<T>(sv);
   }
-  T s = hsum<T>(sv);
 
-  if (grad) {
-    T f = w / s;
-    for (long v = 0; v < Vp; v += L) store(z + v, load(z + v) * f);
-    z[y] -= w;
+  for (long r = 0; r < m; ++r) {
+    T* zr = z + r * Vp;
+    linear += double(mx[r]) - double(zy[r]);
+    if (grad) {
+      const T f = w / s[r];
+      for (long v = 0; v < Vp; v += L) store(zr + v, load(zr + v) * f);
+      zr[y[r * ys]] -= w;
+    }
+    product *= double(s[r]);
+    if (product > 1e250) logs += __builtin_log(product), product = 1;
   }
-  linear += double(m) - double(zy);
-  product *= double(s);
 }
 
 // Parameters padded to whole vectors, plus transposed copies for backward.
@@ -319,11 +360,8 @@ double block(const Job<T>& J, const Padded<T>& P, const Work<T>& W, long blk) {
     for (long r = 0; r < m; ++r)
       for (long v = 0; v < Vp; v += L) store(z + r * Vp + v, load(P.bs + v));
     gemm<T, true>(z, Vp, h, Hp, 1, P.Ws, Vp, m, Vp, H);
-    for (long r = 0; r < m; ++r) {
-      softmax_xent(z + r * Vp, Vp, J.Y[(b0 + r) * J.T + t], grad, w, linear,
-                   product);
-      if (product > 1e250) logs += __builtin_log(product), product = 1;
-    }
+    softmax_xent(z, m, Vp, J.Y + b0 * J.T + t, J.T, grad, w, linear, product,
+                 logs);
 
     // dh_t from the output: dL/dlogits_t @ W_softmax^T
     if (grad)
