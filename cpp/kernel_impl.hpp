@@ -39,6 +39,7 @@ namespace {
 constexpr int MR = RNNEXT_MR;
 constexpr int NR = RNNEXT_NR;
 constexpr long ROWS = RNNEXT_ROWS;
+constexpr long FOLD = 4;  // blocks whose partial gradients are summed first
 
 template <class T>
 struct simd;
@@ -342,6 +343,13 @@ double block(const Job<T>& J, const Padded<T>& P, const Work<T>& W, long blk) {
   // many s stays finite if it is folded into the sum before 1e250
   double linear = 0, logs = 0, product = 1;
 
+  // h_0, padded
+  for (long r = 0; r < m; ++r) {
+    T* h = W.Hs + (b0 + r) * Hp;
+    for (long j = 0; j < H; ++j) h[j] = J.h0[(b0 + r) * H + j];
+    for (long j = H; j < Hp; ++j) h[j] = T(0);
+  }
+
   for (long t = 0; t < J.T; ++t) {
     const T* hp = W.Hs + (t * B + b0) * Hp;
     T* h = W.Hs + ((t + 1) * B + b0) * Hp;
@@ -368,6 +376,9 @@ double block(const Job<T>& J, const Padded<T>& P, const Work<T>& W, long blk) {
       gemm<T, false>(W.DZ + (t * B + b0) * Hp, Hp, z, Vp, 1, P.WsT, Hp, m, Hp,
                      V);
   }
+  for (long r = 0; r < m; ++r)
+    for (long j = 0; j < H; ++j)
+      J.hT[(b0 + r) * H + j] = W.Hs[(J.T * B + b0 + r) * Hp + j];
   const double loss = logs + __builtin_log(product) + linear;
   if (!grad) return loss;
 
@@ -454,7 +465,26 @@ struct Context {
   double* block_loss;
   double* row_sq;   // per parameter row: squared gradient norm
   double* row_bad;  // per parameter row: 1 if its update is not finite
+  long* finished;   // per group of FOLD blocks: how many have their partials
   T scale;          // of the gradients, for clipping by norm
+
+  // Once the last block of b's group has its partial, whichever thread
+  // computed that block sums the group's partials in block order into the
+  // group's first. The groups do not depend on the thread count, so neither
+  // does the order of any sum, and most groups are summed where their
+  // partials are in cache.
+  void fold(long b) const {
+    constexpr int L = simd<T>::L;
+    const long blocks = (J.B + ROWS - 1) / ROWS, b0 = b / FOLD * FOLD;
+    const long n = min(FOLD, blocks - b0);
+    if (__atomic_add_fetch(&finished[b / FOLD], 1, __ATOMIC_ACQ_REL) != n) return;
+    T* g = W.Gp + b0 * W.P;
+    for (long j = 0; j < W.P; j += L) {
+      vec<T> s = load(g + j);
+      for (long i = 1; i < n; ++i) s += load(g + i * W.P + j);
+      store(g + j, s);
+    }
+  }
 
   // Calls fn(k, i, r, offset) for each parameter row r of task g: row i of
   // parameter k, at `offset` in the padded five laid end to end.
@@ -483,9 +513,10 @@ struct Context {
       an[j] = a[j] + gj * gj;
       g[j] = w[j] - lr * gj / (sqrt_(an[j]) + eps);
     }
-    bool bad = false;
+    // x - x is 0 for every finite x, NaN for inf and NaN
+    int bad = 0;
     for (long j = 0; j < n; ++j)
-      bad |= (g[j] - g[j] != T(0)) | (an[j] - an[j] != T(0));
+      bad |= int(g[j] - g[j] != T(0)) | int(an[j] - an[j] != T(0));
     row_bad[r] = bad;
   }
 };
@@ -507,8 +538,10 @@ Outcome fused(const Job<T>& J) {
   const int copies = J.mode == Mode::adagrad ? 3 : (grad ? 2 : 1);
   const long total = padded * (copies + (grad ? blocks : 0)) + H * Hp +
                      V * Hp + acts;
-  // doubles, one per block and two per parameter row, then 64-byte aligned
-  const long losses = round_up(blocks + 2 * param_rows(J), 8);
+  // 8-byte slots, one per block, two per parameter row and one per group of
+  // FOLD blocks, then 64-byte aligned
+  const long folds = (blocks + FOLD - 1) / FOLD;
+  const long losses = round_up(blocks + 2 * param_rows(J) + folds, 8);
   double* block_loss = static_cast<double*>(
       scratch(std::size_t(losses + total) * sizeof(double)));
   double* row_sq = block_loss + blocks;
@@ -540,15 +573,17 @@ Outcome fused(const Job<T>& J) {
   // of consecutive rows; small loops are not worth waking threads for
   const long prows = param_rows(J);
   const long groups = padded > 65536 ? min(prows, 4L * J.threads) : 1;
+  long* finished = reinterpret_cast<long*>(row_sq + 2 * prows);
+  for (long g = 0; g < folds; ++g) finished[g] = 0;
   Context<T> ctx{J, P, W, rows, cols, ld, prows, groups, block_loss, row_sq,
-                row_sq + prows, T(1)};
+                row_sq + prows, finished, T(1)};
 
   // parameter rows padded with zeros (b_softmax with -inf, so padded logits
-  // vanish), the transposes needed backward, and h0, a share in each task
+  // vanish) and the transposes needed backward, a share in each task
   parallel_for(groups, J.threads, [](void* c, long g) {
     const Context<T>& x = *static_cast<const Context<T>*>(c);
     const Job<T>& J = x.J;
-    const long B = J.B, H = J.H, V = J.V, Hp = x.ld[1], n = x.groups;
+    const long H = J.H, V = J.V, Hp = x.ld[1], n = x.groups;
     x.for_rows(g, [&](int k, long i, long, long offset) {
       const T pad = k == 4 ? -__builtin_inf() : T(0);
       const T* src = J.param[k] + i * x.cols[k];
@@ -564,27 +599,24 @@ Outcome fused(const Job<T>& J) {
         for (long i = 0; i < Hp; ++i)
           x.P.WsT[v * Hp + i] = i < H ? J.param[3][i * V + v] : T(0);
     }
-    for (long b = B * g / n; b < B * (g + 1) / n; ++b) {
-      for (long j = 0; j < H; ++j) x.W.Hs[b * Hp + j] = J.h0[b * H + j];
-      for (long j = H; j < Hp; ++j) x.W.Hs[b * Hp + j] = T(0);
-    }
   }, &ctx);
 
   parallel_for(blocks, J.threads, [](void* c, long b) {
     const Context<T>& x = *static_cast<const Context<T>*>(c);
     x.block_loss[b] = block(x.J, x.P, x.W, b);
-    if (x.J.mode != Mode::evaluate) block_gradients(x.J, x.W, b);
+    if (x.J.mode != Mode::evaluate) {
+      block_gradients(x.J, x.W, b);
+      x.fold(b);
+    }
   }, &ctx);
 
   Outcome out{0.0, 0.0, false};
   for (long b = 0; b < blocks; ++b) out.loss += block_loss[b];
   out.loss /= double(N);
-  for (long b = 0; b < B; ++b)
-    for (long j = 0; j < H; ++j) J.hT[b * H + j] = W.Hs[(J.T * B + b) * Hp + j];
   if (!grad) return out;
 
-  // the blocks' partials summed in block order, each row's squared norm
-  // (four running sums, then paired), and the update unless clipping by norm
+  // the groups' sums of partials summed in order, each row's squared norm
+  // (eight running sums, then paired), and the update unless clipping by norm
   // needs the total norm first
   const bool update_now = J.mode == Mode::adagrad && !(J.clip_norm > 0);
   parallel_for(groups, J.threads, [](void* c, long g) {
@@ -596,16 +628,16 @@ Outcome fused(const Job<T>& J) {
       T* gr = x.W.G[k] + i * x.ld[k];
       for (long j = 0; j < x.ld[k]; j += simd<T>::L) {
         vec<T> s = load(gp + j);
-        for (long b = 1; b < blocks; ++b) s += load(gp + b * x.W.P + j);
+        for (long b = FOLD; b < blocks; b += FOLD) s += load(gp + b * x.W.P + j);
         store(gr + j, s);
       }
-      double s[4] = {0, 0, 0, 0};
+      double s[8] = {};
       const long n = x.cols[k];
       long j = 0;
-      for (; j + 4 <= n; j += 4)
-        for (int u = 0; u < 4; ++u) s[u] += double(gr[j + u]) * double(gr[j + u]);
+      for (; j + 8 <= n; j += 8)
+        for (int u = 0; u < 8; ++u) s[u] += double(gr[j + u]) * double(gr[j + u]);
       for (; j < n; ++j) s[0] += double(gr[j]) * double(gr[j]);
-      x.row_sq[r] = (s[0] + s[1]) + (s[2] + s[3]);
+      x.row_sq[r] = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
       if (update_now) x.update(k, i, r);
     });
   }, &ctx);
