@@ -464,7 +464,7 @@ struct Context {
   long prows, groups;
   double* block_loss;
   double* row_sq;   // per parameter row: squared gradient norm
-  double* row_bad;  // per parameter row: 1 if its update is not finite
+  int* bad;         // set if an updated value is not finite
   long* finished;   // per group of FOLD blocks: how many have their partials
   T scale;          // of the gradients, for clipping by norm
 
@@ -486,38 +486,51 @@ struct Context {
     }
   }
 
-  // Calls fn(k, i, r, offset) for each parameter row r of task g: row i of
-  // parameter k, at `offset` in the padded five laid end to end.
+  // Calls fn(k, i0, i1, r0, offset) for each parameter k with rows in task
+  // g: its rows i0 .. i1-1, which are parameter rows r0 .. of the five and
+  // start at `offset` in the padded five laid end to end.
   template <class Fn>
-  void for_rows(long g, Fn&& fn) const {
-    const long r0 = prows * g / groups, r1 = prows * (g + 1) / groups;
+  void for_runs(long g, Fn&& fn) const {
+    const long g0 = prows * g / groups, g1 = prows * (g + 1) / groups;
     long r = 0, offset = 0;
-    for (int k = 0; k < 5; r += rows[k], offset += rows[k] * ld[k], ++k)
-      for (long i = r0 > r ? r0 - r : 0; i < rows[k] && r + i < r1; ++i)
-        fn(k, i, r + i, offset + i * ld[k]);
+    for (int k = 0; k < 5; r += rows[k], offset += rows[k] * ld[k], ++k) {
+      const long i0 = g0 > r ? g0 - r : 0, i1 = min(rows[k], g1 - r);
+      if (i0 < i1) fn(k, i0, i1, r + i0, offset + i0 * ld[k]);
+    }
   }
 
-  // accum += g*g; w -= lr * g / (sqrt(accum) + eps) for one row, into W.A
-  // and W.G, so that nothing changes if a new value is not finite
-  void update(int k, long i, long r) const {
+  // Calls fn(unpadded, padded, n) on pieces of rows i0 .. i1-1 of parameter
+  // k: n elements at `unpadded` in its own layout and at `padded` in the
+  // padded one; the rows are one piece when no padding separates them.
+  template <class Fn>
+  void for_pieces(int k, long i0, long i1, Fn&& fn) const {
+    if (cols[k] == ld[k]) return fn(i0 * cols[k], i0 * ld[k], (i1 - i0) * cols[k]);
+    for (long i = i0; i < i1; ++i) fn(i * cols[k], i * ld[k], cols[k]);
+  }
+
+  // accum += g*g; w -= lr * g / (sqrt(accum) + eps) for rows i0 .. i1-1 of
+  // parameter k, into W.A and W.G, so that nothing changes if a new value
+  // is not finite (which sets *bad)
+  void update(int k, long i0, long i1) const {
     const T lr = T(J.lr), eps = T(J.eps), cl = T(J.clip), s = scale;
     const bool clip = J.clip > 0;
-    const long n = cols[k];
-    const T* __restrict w = J.param[k] + i * n;
-    const T* __restrict a = J.accum[k] + i * n;
-    T* __restrict g = W.G[k] + i * ld[k];
-    T* __restrict an = W.A[k] + i * ld[k];
-    for (long j = 0; j < n; ++j) {
-      T gj = g[j] * s;
-      if (clip) gj = gj < -cl ? -cl : (gj > cl ? cl : gj);
-      an[j] = a[j] + gj * gj;
-      g[j] = w[j] - lr * gj / (sqrt_(an[j]) + eps);
-    }
-    // x - x is 0 for every finite x, NaN for inf and NaN
-    int bad = 0;
-    for (long j = 0; j < n; ++j)
-      bad |= int(g[j] - g[j] != T(0)) | int(an[j] - an[j] != T(0));
-    row_bad[r] = bad;
+    int any = 0;
+    for_pieces(k, i0, i1, [&](long u, long p, long n) {
+      const T* __restrict w = J.param[k] + u;
+      const T* __restrict a = J.accum[k] + u;
+      T* __restrict g = W.G[k] + p;
+      T* __restrict an = W.A[k] + p;
+      for (long j = 0; j < n; ++j) {
+        T gj = g[j] * s;
+        if (clip) gj = gj < -cl ? -cl : (gj > cl ? cl : gj);
+        an[j] = a[j] + gj * gj;
+        g[j] = w[j] - lr * gj / (sqrt_(an[j]) + eps);
+      }
+      // x - x is 0 for every finite x, NaN for inf and NaN
+      for (long j = 0; j < n; ++j)
+        any |= int(g[j] - g[j] != T(0)) | int(an[j] - an[j] != T(0));
+    });
+    if (any) __atomic_store_n(bad, 1, __ATOMIC_RELAXED);
   }
 };
 
@@ -538,10 +551,10 @@ Outcome fused(const Job<T>& J) {
   const int copies = J.mode == Mode::adagrad ? 3 : (grad ? 2 : 1);
   const long total = padded * (copies + (grad ? blocks : 0)) + H * Hp +
                      V * Hp + acts;
-  // 8-byte slots, one per block, two per parameter row and one per group of
-  // FOLD blocks, then 64-byte aligned
+  // 8-byte slots, one per block, one per parameter row, one per group of
+  // FOLD blocks and one more, then 64-byte aligned
   const long folds = (blocks + FOLD - 1) / FOLD;
-  const long losses = round_up(blocks + 2 * param_rows(J) + folds, 8);
+  const long losses = round_up(blocks + param_rows(J) + folds + 1, 8);
   double* block_loss = static_cast<double*>(
       scratch(std::size_t(losses + total) * sizeof(double)));
   double* row_sq = block_loss + blocks;
@@ -573,10 +586,12 @@ Outcome fused(const Job<T>& J) {
   // of consecutive rows; small loops are not worth waking threads for
   const long prows = param_rows(J);
   const long groups = padded > 65536 ? min(prows, 4L * J.threads) : 1;
-  long* finished = reinterpret_cast<long*>(row_sq + 2 * prows);
+  long* finished = reinterpret_cast<long*>(row_sq + prows);
   for (long g = 0; g < folds; ++g) finished[g] = 0;
+  int* bad = reinterpret_cast<int*>(finished + folds);
+  *bad = 0;
   Context<T> ctx{J, P, W, rows, cols, ld, prows, groups, block_loss, row_sq,
-                row_sq + prows, finished, T(1)};
+                bad, finished, T(1)};
 
   // parameter rows padded with zeros (b_softmax with -inf, so padded logits
   // vanish) and the transposes needed backward, a share in each task
@@ -584,12 +599,15 @@ Outcome fused(const Job<T>& J) {
     const Context<T>& x = *static_cast<const Context<T>*>(c);
     const Job<T>& J = x.J;
     const long H = J.H, V = J.V, Hp = x.ld[1], n = x.groups;
-    x.for_rows(g, [&](int k, long i, long, long offset) {
+    x.for_runs(g, [&](int k, long i0, long i1, long, long) {
       const T pad = k == 4 ? -__builtin_inf() : T(0);
-      const T* src = J.param[k] + i * x.cols[k];
-      T* dst = x.P.Wi + offset;
-      for (long j = 0; j < x.cols[k]; ++j) dst[j] = src[j];
-      for (long j = x.cols[k]; j < x.ld[k]; ++j) dst[j] = pad;
+      T* const dst[5] = {x.P.Wi, x.P.Wh, x.P.bh, x.P.Ws, x.P.bs};
+      x.for_pieces(k, i0, i1, [&](long u, long p, long n) {
+        for (long j = 0; j < n; ++j) dst[k][p + j] = J.param[k][u + j];
+      });
+      if (x.cols[k] < x.ld[k])
+        for (long i = i0; i < i1; ++i)
+          for (long j = x.cols[k]; j < x.ld[k]; ++j) dst[k][i * x.ld[k] + j] = pad;
     });
     if (J.mode != Mode::evaluate) {
       for (long j = H * g / n; j < H * (g + 1) / n; ++j)
@@ -623,22 +641,27 @@ Outcome fused(const Job<T>& J) {
     const Context<T>& x = *static_cast<const Context<T>*>(c);
     const long blocks = (x.J.B + ROWS - 1) / ROWS;
     const bool update_now = x.J.mode == Mode::adagrad && !(x.J.clip_norm > 0);
-    x.for_rows(g, [&](int k, long i, long r, long offset) {
+    x.for_runs(g, [&](int k, long i0, long i1, long r0, long offset) {
+      constexpr int L = simd<T>::L;
+      const long ld = x.ld[k], n = x.cols[k];
       const T* gp = x.W.Gp + offset;
-      T* gr = x.W.G[k] + i * x.ld[k];
-      for (long j = 0; j < x.ld[k]; j += simd<T>::L) {
+      T* gr = x.W.G[k] + i0 * ld;
+      for (long j = 0; j < (i1 - i0) * ld; j += L) {
         vec<T> s = load(gp + j);
         for (long b = FOLD; b < blocks; b += FOLD) s += load(gp + b * x.W.P + j);
         store(gr + j, s);
       }
-      double s[8] = {};
-      const long n = x.cols[k];
-      long j = 0;
-      for (; j + 8 <= n; j += 8)
-        for (int u = 0; u < 8; ++u) s[u] += double(gr[j + u]) * double(gr[j + u]);
-      for (; j < n; ++j) s[0] += double(gr[j]) * double(gr[j]);
-      x.row_sq[r] = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
-      if (update_now) x.update(k, i, r);
+      for (long i = 0; i < i1 - i0; ++i) {
+        const T* row = gr + i * ld;
+        double s[8] = {};
+        long j = 0;
+        for (; j + 8 <= n; j += 8)
+          for (int u = 0; u < 8; ++u) s[u] += double(row[j + u]) * double(row[j + u]);
+        for (; j < n; ++j) s[0] += double(row[j]) * double(row[j]);
+        x.row_sq[r0 + i] =
+            ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+      }
+      if (update_now) x.update(k, i0, i1);
     });
   }, &ctx);
   double sq = 0;
@@ -661,20 +684,20 @@ Outcome fused(const Job<T>& J) {
     if (out.grad_norm > J.clip_norm) ctx.scale = T(J.clip_norm / out.grad_norm);
     parallel_for(groups, J.threads, [](void* c, long g) {
       const Context<T>& x = *static_cast<const Context<T>*>(c);
-      x.for_rows(g, [&](int k, long i, long r, long) { x.update(k, i, r); });
+      x.for_runs(g, [&](int k, long i0, long i1, long, long) { x.update(k, i0, i1); });
     }, &ctx);
   }
-  for (long r = 0; r < prows; ++r)
-    if (ctx.row_bad[r] != 0) return out;
+  if (*ctx.bad) return out;
 
   parallel_for(groups, J.threads, [](void* c, long g) {
     const Context<T>& x = *static_cast<const Context<T>*>(c);
-    x.for_rows(g, [&](int k, long i, long, long) {
-      const long n = x.cols[k];
-      for (long j = 0; j < n; ++j) {
-        x.J.param[k][i * n + j] = x.W.G[k][i * x.ld[k] + j];
-        x.J.accum[k][i * n + j] = x.W.A[k][i * x.ld[k] + j];
-      }
+    x.for_runs(g, [&](int k, long i0, long i1, long, long) {
+      x.for_pieces(k, i0, i1, [&](long u, long p, long n) {
+        for (long j = 0; j < n; ++j) {
+          x.J.param[k][u + j] = x.W.G[k][p + j];
+          x.J.accum[k][u + j] = x.W.A[k][p + j];
+        }
+      });
     });
   }, &ctx);
   out.updated = true;

@@ -133,7 +133,9 @@ def clip_settings(mode, grads):
 
 @pytest.mark.parametrize("mode", ["none", "clip", "clip_norm"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("H, V, B, T", [(33, 70, 13, 7), (5, 3, 1, 1), (16, 65, 9, 5)])
+@pytest.mark.parametrize(
+    "H, V, B, T", [(33, 70, 13, 7), (5, 3, 1, 1), (16, 65, 9, 5), (260, 40, 9, 3)]
+)
 def test_adagrad_steps_match_oracle(H, V, B, T, dtype, mode):
     model, oracle, X, Y, h0 = make_problem(H, V, B, T, dtype, seed=4)
     clip = clip_settings(mode, ref.loss_and_grads(oracle, X, Y, h0)[1])
@@ -180,30 +182,37 @@ def restore_threads():
     rnnext.set_num_threads(old)
 
 
+# (H, V): the second is big enough that the work after the blocks is split
+# between threads too
+@pytest.mark.parametrize("H, V", [(33, 70), (260, 40)])
+@pytest.mark.parametrize("clip_norm", [None, 1.0])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("B", [13, 64])
-def test_thread_count_does_not_change_results(B, dtype, restore_threads):
+def test_thread_count_does_not_change_results(
+    B, dtype, clip_norm, H, V, restore_threads
+):
     results = []
-    for n in (1, 2):
+    for n in (1, 2, 3):
         rnnext.set_num_threads(n)
         assert rnnext.get_num_threads() == n
-        model, _, X, Y, h0 = make_problem(33, 70, B, 7, dtype, seed=6)
+        model, _, X, Y, h0 = make_problem(H, V, B, 7, dtype, seed=6)
         loss, grads, h_T = model.loss_and_grads(X, Y, h0)
-        opt = rnnext.Adagrad(model, clip_norm=1.0)
+        opt = rnnext.Adagrad(model, clip_norm=clip_norm)
         h = h0
         for _ in range(5):
             _, h = opt.step(X, Y, h)
         results.append((loss, grads, h_T, h, model.params, opt.accumulators))
 
-    (loss1, g1, hT1, h1, p1, a1), (loss2, g2, hT2, h2, p2, a2) = results
-    assert loss1 == loss2, f"loss {loss1!r} with 1 thread, {loss2!r} with 2"
-    assert np.array_equal(hT1, hT2), "h_T differs"
-    assert np.array_equal(h1, h2), "h after 5 steps differs"
-    for name in g1:
-        assert np.array_equal(g1[name], g2[name]), f"grad {name} differs"
-    for name in NAMES:
-        assert np.array_equal(p1[name], p2[name]), f"{name} differs after steps"
-        assert np.array_equal(a1[name], a2[name]), f"accum {name} differs"
+    loss1, g1, hT1, h1, p1, a1 = results[0]
+    for n, (loss2, g2, hT2, h2, p2, a2) in zip((2, 3), results[1:]):
+        assert loss1 == loss2, f"loss {loss1!r} with 1 thread, {loss2!r} with {n}"
+        assert np.array_equal(hT1, hT2), f"h_T differs with {n} threads"
+        assert np.array_equal(h1, h2), f"h after 5 steps differs with {n} threads"
+        for name in g1:
+            assert np.array_equal(g1[name], g2[name]), f"grad {name} differs ({n})"
+        for name in NAMES:
+            assert np.array_equal(p1[name], p2[name]), f"{name} differs ({n})"
+            assert np.array_equal(a1[name], a2[name]), f"accum {name} differs ({n})"
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

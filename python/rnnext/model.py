@@ -76,6 +76,10 @@ def check_int(value: object, name: str, *, minimum: int) -> int:
 
 def check_float(value: object, name: str, *, positive: bool) -> float:
     """Return value as a float if finite and > 0 (or >= 0), else raise."""
+    if type(value) is float and (
+        0 < value < math.inf if positive else 0 <= value < math.inf
+    ):
+        return value  # the common case, checked on every step
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     try:
@@ -139,18 +143,20 @@ class CharRNN:
 
     def param_tuple(self) -> tuple[FloatArray, ...]:
         """The five parameters in kernel order, checked against the model."""
-        missing = [k for k in PARAM_NAMES if k not in self.params]
-        if missing:
-            raise KeyError(f"model.params lacks {missing}; it needs {PARAM_NAMES}")
-        arrays = tuple(self.params[k] for k in PARAM_NAMES)
-        V, H = self.vocab_size, self.hidden_size
+        try:
+            arrays = tuple([self.params[k] for k in PARAM_NAMES])
+        except KeyError:
+            missing = [k for k in PARAM_NAMES if k not in self.params]
+            raise KeyError(
+                f"model.params lacks {missing}; it needs {PARAM_NAMES}"
+            ) from None
+        V, H, dt = self.vocab_size, self.hidden_size, self.dtype
         shapes = ((V, H), (H, H), (H,), (H, V), (V,))
         for name, a, shape in zip(PARAM_NAMES, arrays, shapes):
-            if not isinstance(a, np.ndarray) or a.dtype != self.dtype:
+            if not isinstance(a, np.ndarray) or a.dtype != dt:
                 got = getattr(a, "dtype", type(a).__name__)
                 raise TypeError(
-                    f"model.params[{name!r}] must be a {self.dtype.name} "
-                    f"array, got {got}"
+                    f"model.params[{name!r}] must be a {dt.name} array, got {got}"
                 )
             if a.shape != shape:
                 raise ValueError(
