@@ -49,9 +49,7 @@ struct simd<float> {
   typedef int32_t i
       __attribute__((vector_size(RNNEXT_VBYTES), aligned(4), may_alias));
   static constexpr int L = RNNEXT_VBYTES / 4;
-  // Taylor degrees: 7 for tanh (relative accuracy near 0), 6 for the
-  // softmax's exp (error below 2e-7 relative)
-  static constexpr int mantissa = 23, bias = 127, degree = 7, exp_degree = 6;
+  static constexpr int mantissa = 23, bias = 127, degree = 7;
   static constexpr float lowest = -87.0f;  // exp below this flushes to 0
   static constexpr float round = 12582912.0f;  // 1.5 * 2^23
 };
@@ -61,7 +59,7 @@ struct simd<double> {
   typedef int64_t i
       __attribute__((vector_size(RNNEXT_VBYTES), aligned(8), may_alias));
   static constexpr int L = RNNEXT_VBYTES / 8;
-  static constexpr int mantissa = 52, bias = 1023, degree = 12, exp_degree = 12;
+  static constexpr int mantissa = 52, bias = 1023, degree = 12;
   static constexpr double lowest = -708.0;
   static constexpr double round = 6755399441055744.0;  // 1.5 * 2^52
 };
@@ -157,8 +155,18 @@ inline vec<T> vexp(vec<T> x) {
   vec<T> xc = x < floor ? splat<T>(floor) : x;
   vec<T> n = (xc * T(1.4426950408889634) + S::round) - S::round;
   vec<T> r = (xc - n * ln2_hi) - n * ln2_lo;
-  vec<T> q = splat<T>(taylor.c[S::exp_degree - 1]);
-  for (int k = S::exp_degree - 2; k >= 0; --k) q = q * r + taylor.c[k];
+  vec<T> q;
+  if constexpr (sizeof(T) == 4) {
+    // e^r = 1 + r q(r), q of degree 4 fitted for the least maximum relative
+    // error on [-ln2/2, ln2/2] (9.2e-8; 1.7e-7 as evaluated in float)
+    q = T(8.290304318e-03) * r + T(4.189790604e-02);
+    q = q * r + T(1.666763617e-01);
+    q = q * r + T(4.999914970e-01);
+    q = q * r + T(9.999997072e-01);
+  } else {
+    q = splat<T>(taylor.c[S::degree - 1]);
+    for (int k = S::degree - 2; k >= 0; --k) q = q * r + taylor.c[k];
+  }
   vec<T> e = r * q + T(1);
   if constexpr (sizeof(T) == 4)
     return vec<T>(_mm512_scalef_ps(__m512(e), __m512(n)));
