@@ -461,6 +461,10 @@ inline long param_rows(const Job<T>& J) {
   return 2 * J.H + J.V + 2;
 }
 
+template <class T>
+int adagrad(T* __restrict g, T* __restrict an, const T* __restrict w,
+            const T* __restrict a, long n, T s, T lr, T eps, T cl);
+
 // What the phases of one call share; the phases after the blocks work on
 // groups of consecutive parameter rows.
 template <class T>
@@ -520,27 +524,34 @@ struct Context {
   // parameter k, into W.A and W.G, so that nothing changes if a new value
   // is not finite (which sets *bad)
   void update(int k, long i0, long i1) const {
-    const T lr = T(J.lr), eps = T(J.eps), cl = T(J.clip), s = scale;
-    const bool clip = J.clip > 0;
+    const T lr = T(J.lr), eps = T(J.eps), cl = J.clip > 0 ? T(J.clip) : T(0);
     int any = 0;
     for_pieces(k, i0, i1, [&](long u, long p, long n) {
-      const T* __restrict w = J.param[k] + u;
-      const T* __restrict a = J.accum[k] + u;
-      T* __restrict g = W.G[k] + p;
-      T* __restrict an = W.A[k] + p;
-      for (long j = 0; j < n; ++j) {
-        T gj = g[j] * s;
-        if (clip) gj = gj < -cl ? -cl : (gj > cl ? cl : gj);
-        an[j] = a[j] + gj * gj;
-        g[j] = w[j] - lr * gj / (sqrt_(an[j]) + eps);
-      }
-      // x - x is 0 for every finite x, NaN for inf and NaN
-      for (long j = 0; j < n; ++j)
-        any |= int(g[j] - g[j] != T(0)) | int(an[j] - an[j] != T(0));
+      any |= adagrad(W.G[k] + p, W.A[k] + p, J.param[k] + u, J.accum[k] + u, n,
+                     scale, lr, eps, cl);
     });
     if (any) __atomic_store_n(bad, 1, __ATOMIC_RELAXED);
   }
 };
+
+// The update of n values: g becomes the new weights, an the new
+// accumulators; g is scaled by s, then clipped to [-cl, cl] if cl > 0.
+// Returns 1 if a new value is not finite.
+template <class T>
+int adagrad(T* __restrict g, T* __restrict an, const T* __restrict w,
+            const T* __restrict a, long n, T s, T lr, T eps, T cl) {
+  for (long j = 0; j < n; ++j) {
+    T gj = g[j] * s;
+    if (cl > 0) gj = gj < -cl ? -cl : (gj > cl ? cl : gj);
+    an[j] = a[j] + gj * gj;
+    g[j] = w[j] - lr * gj / (sqrt_(an[j]) + eps);
+  }
+  // x - x is 0 for every finite x, NaN for inf and NaN
+  int any = 0;
+  for (long j = 0; j < n; ++j)
+    any |= int(g[j] - g[j] != T(0)) | int(an[j] - an[j] != T(0));
+  return any;
+}
 
 template <class T>
 Outcome fused(const Job<T>& J) {
