@@ -335,6 +335,7 @@ struct Work {
   long P;   // elements of the five padded parameters together
   T* A[5];  // Mode::adagrad: the updated accumulators, shaped as G
   T* scratch;  // (blocks, ROWS, Vp) logits when evaluating
+  T* tail;     // (blocks, Hp) a column of a block's dW_softmax
 };
 
 // Forward through T steps for rows b0 .. b0+m, then (with gradients)
@@ -347,6 +348,8 @@ double block(const Job<T>& J, const Padded<T>& P, const Work<T>& W, long blk) {
   const long b0 = blk * ROWS, m = min(ROWS, B - b0);
   const bool grad = J.mode != Mode::evaluate;
   const T w = T(1.0 / double(B * J.T));
+  const long Vf = V / L * L;  // columns of V in whole vectors
+  const bool dots = (V - Vf) * (Hp / L + 8) < H;
   // the loss is sum log(s) + linear; s is in [1, V], so the product of
   // many s stays finite if it is folded into the sum before 1e250
   double linear = 0, logs = 0, product = 1;
@@ -371,11 +374,22 @@ double block(const Job<T>& J, const Padded<T>& P, const Work<T>& W, long blk) {
     gemm<T, true>(h, Hp, hp, Hp, 1, P.Wh, Hp, m, Hp, H);
     for (long i = 0; i < m * Hp; i += L) store(h + i, vtanh<T>(load(h + i)));
 
-    // logits_t = h_t @ W_softmax + b_softmax, then the loss and its gradient
+    // logits_t = h_t @ W_softmax + b_softmax, then the loss and its gradient;
+    // the columns past V's last whole vector, when few, as dot products with
+    // rows of W_softmax^T (in a tile each costs a vector of FMAs per
+    // hidden unit)
     T* z = grad ? W.DL + (t * B + b0) * Vp : W.scratch + blk * ROWS * Vp;
     for (long r = 0; r < m; ++r)
       for (long v = 0; v < Vp; v += L) store(z + r * Vp + v, load(P.bs + v));
-    gemm<T, true>(z, Vp, h, Hp, 1, P.Ws, Vp, m, Vp, H);
+    gemm<T, true>(z, Vp, h, Hp, 1, P.Ws, Vp, m, dots ? Vf : Vp, H);
+    if (dots)
+      for (long c = Vf; c < V; ++c)
+        for (long r = 0; r < m; ++r) {
+          vec<T> a{};
+          for (long j = 0; j < Hp; j += L)
+            a += load(h + r * Hp + j) * load(P.WsT + c * Hp + j);
+          z[r * Vp + c] += hsum<T>(a);
+        }
     softmax_xent(z, m, Vp, J.Y + b0 * J.T + t, J.T, grad, w, linear, product,
                  logs);
 
@@ -424,9 +438,31 @@ void block_gradients(const Job<T>& J, const Work<T>& W, long blk) {
   const T* dz = W.DZ + b0 * Hp;
   const T* h = W.Hs + b0 * Hp;  // h_{t-1}; h_t is one step (B rows) on
 
-  // dW_softmax = sum h_t^T dlogits_t, dW_hidden = sum h_{t-1}^T dz_t
-  gemm_tn(dWs, Vp, h + B * Hp, Hp, dl, Vp, H, Vp, m, Tn, B);
+  // dW_softmax = sum h_t^T dlogits_t, dW_hidden = sum h_{t-1}^T dz_t; the
+  // columns of V past its last whole vector are taken apart below
+  const long Vf = V / L * L;
+  gemm_tn(dWs, Vp, h + B * Hp, Hp, dl, Vp, H, Vf, m, Tn, B);
   gemm_tn(dWh, Hp, h, Hp, dz, Hp, H, Hp, m, Tn, B);
+
+  // column c of those: sum dlogits_t[c] h_t, a vector over H (in a tile
+  // over H it would cost a whole vector of FMAs per hidden unit and token)
+  T* col = W.tail + blk * Hp;
+  for (long c = Vf; c < V; ++c) {
+    for (long j0 = 0; j0 < Hp; j0 += 4 * L) {
+      const int q = int(min(4, (Hp - j0) / L));
+      vec<T> a[4] = {};
+      for (long t = 0; t < Tn; ++t)
+        for (long r = 0; r < m; ++r) {
+          const T d = dl[(t * B + r) * Vp + c];
+          const T* hr = h + ((t + 1) * B + r) * Hp + j0;
+          for (int u = 0; u < q; ++u) a[u] += d * load(hr + u * L);
+        }
+      for (int u = 0; u < q; ++u) store(col + j0 + u * L, a[u]);
+    }
+    for (long k = 0; k < H; ++k) dWs[k * Vp + c] = col[k];
+  }
+  for (long k = 0; k < H; ++k)
+    for (long c = V; c < Vp; ++c) dWs[k * Vp + c] = T(0);
 
   // db_softmax, db_hidden: column sums; dW_input[x] += dz, in token order
   for (long v = 0; v < Vp; v += L) store(dbs + v, vec<T>{});
@@ -565,7 +601,8 @@ Outcome fused(const Job<T>& J) {
 
   // one allocation: padded parameters, activations, gradients, losses
   const long padded = V * Hp + H * Hp + Hp + H * Vp + Vp;
-  const long acts = (J.T + 1) * B * Hp + (grad ? N * (Vp + Hp) + B * Hp : 0) +
+  const long acts = (J.T + 1) * B * Hp +
+                    (grad ? N * (Vp + Hp) + B * Hp + blocks * Hp : 0) +
                     (grad ? 0 : blocks * ROWS * Vp);
   const int copies = J.mode == Mode::adagrad ? 3 : (grad ? 2 : 1);
   const long total = padded * (copies + (grad ? blocks : 0)) + H * Hp +
@@ -585,7 +622,7 @@ Outcome fused(const Job<T>& J) {
   T** pp[5] = {&P.Wi, &P.Wh, &P.bh, &P.Ws, &P.bs};
   for (int k = 0; k < 5; ++k) *pp[k] = take(rows[k] * ld[k]);
   P.WhT = grad ? take(H * Hp) : nullptr;
-  P.WsT = grad ? take(V * Hp) : nullptr;
+  P.WsT = take(V * Hp);
   Work<T> W{};
   W.Hs = take((J.T + 1) * B * Hp);
   if (grad) {
@@ -595,6 +632,7 @@ Outcome fused(const Job<T>& J) {
     for (int k = 0; k < 5; ++k) W.G[k] = take(rows[k] * ld[k]);
     W.P = padded;
     W.Gp = take(blocks * padded);
+    W.tail = take(blocks * Hp);
   } else {
     W.scratch = take(blocks * ROWS * Vp);
   }
@@ -613,7 +651,7 @@ Outcome fused(const Job<T>& J) {
                 bad, finished, T(1)};
 
   // parameter rows padded with zeros (b_softmax with -inf, so padded logits
-  // vanish) and the transposes needed backward, a share in each task
+  // vanish) and the transposes, a share in each task
   parallel_for(groups, J.threads, [](void* c, long g) {
     const Context<T>& x = *static_cast<const Context<T>*>(c);
     const Job<T>& J = x.J;
@@ -628,14 +666,13 @@ Outcome fused(const Job<T>& J) {
         for (long i = i0; i < i1; ++i)
           for (long j = x.cols[k]; j < x.ld[k]; ++j) dst[k][i * x.ld[k] + j] = pad;
     });
-    if (J.mode != Mode::evaluate) {
+    if (J.mode != Mode::evaluate)
       for (long j = H * g / n; j < H * (g + 1) / n; ++j)
         for (long i = 0; i < Hp; ++i)
           x.P.WhT[j * Hp + i] = i < H ? J.param[1][i * H + j] : T(0);
-      for (long v = V * g / n; v < V * (g + 1) / n; ++v)
-        for (long i = 0; i < Hp; ++i)
-          x.P.WsT[v * Hp + i] = i < H ? J.param[3][i * V + v] : T(0);
-    }
+    for (long v = V * g / n; v < V * (g + 1) / n; ++v)
+      for (long i = 0; i < Hp; ++i)
+        x.P.WsT[v * Hp + i] = i < H ? J.param[3][i * V + v] : T(0);
   }, &ctx);
 
   parallel_for(blocks, J.threads, [](void* c, long b) {
