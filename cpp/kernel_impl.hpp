@@ -326,10 +326,14 @@ struct Padded {
 
 template <class T>
 struct Work {
-  T* Hs;  // (T + 1, B, Hp) states, Hs[0] = h0
+  // Hs, DZ and dh have rows Hq apart: Hp, or one vector more when Hp
+  // would make them a whole number of 4 KB pages, which would put the same
+  // column of successive rows into the same few cache sets
+  long Hq;
+  T* Hs;  // (T + 1, B, Hq) states, Hs[0] = h0
   T* DL;  // (T, B, Vp) logits, then their gradient (gradient modes)
-  T* DZ;  // (T, B, Hp) gradient through the output, then through tanh
-  T* dh;  // (B, Hp) gradient flowing back in time, finally dL/dh0
+  T* DZ;  // (T, B, Hq) gradient through the output, then through tanh
+  T* dh;  // (B, Hq) gradient flowing back in time, finally dL/dh0
   T* G[5];  // padded parameter gradients, shaped as Padded's first five
   T* Gp;    // (blocks, P): each block's share of the five, laid out as G
   long P;   // elements of the five padded parameters together
@@ -344,7 +348,7 @@ template <class T>
 double block(const Job<T>& J, const Padded<T>& P, const Work<T>& W, long blk) {
   constexpr int L = simd<T>::L;
   const long B = J.B, H = J.H, V = J.V;
-  const long Hp = round_up(H, L), Vp = round_up(V, L);
+  const long Hp = round_up(H, L), Vp = round_up(V, L), Hq = W.Hq;
   const long b0 = blk * ROWS, m = min(ROWS, B - b0);
   const bool grad = J.mode != Mode::evaluate;
   const T w = T(1.0 / double(B * J.T));
@@ -356,23 +360,25 @@ double block(const Job<T>& J, const Padded<T>& P, const Work<T>& W, long blk) {
 
   // h_0, padded
   for (long r = 0; r < m; ++r) {
-    T* h = W.Hs + (b0 + r) * Hp;
+    T* h = W.Hs + (b0 + r) * Hq;
     for (long j = 0; j < H; ++j) h[j] = J.h0[(b0 + r) * H + j];
     for (long j = H; j < Hp; ++j) h[j] = T(0);
   }
 
   for (long t = 0; t < J.T; ++t) {
-    const T* hp = W.Hs + (t * B + b0) * Hp;
-    T* h = W.Hs + ((t + 1) * B + b0) * Hp;
+    const T* hp = W.Hs + (t * B + b0) * Hq;
+    T* h = W.Hs + ((t + 1) * B + b0) * Hq;
 
     // h_t = tanh(W_input[x_t] + h_{t-1} @ W_hidden + b_hidden)
     for (long r = 0; r < m; ++r) {
       const T* wi = P.Wi + long(J.X[(b0 + r) * J.T + t]) * Hp;
       for (long j = 0; j < Hp; j += L)
-        store(h + r * Hp + j, load(wi + j) + load(P.bh + j));
+        store(h + r * Hq + j, load(wi + j) + load(P.bh + j));
     }
-    gemm<T, true>(h, Hp, hp, Hp, 1, P.Wh, Hp, m, Hp, H);
-    for (long i = 0; i < m * Hp; i += L) store(h + i, vtanh<T>(load(h + i)));
+    gemm<T, true>(h, Hq, hp, Hq, 1, P.Wh, Hp, m, Hp, H);
+    for (long r = 0; r < m; ++r)
+      for (long j = 0; j < Hp; j += L)
+        store(h + r * Hq + j, vtanh<T>(load(h + r * Hq + j)));
 
     // logits_t = h_t @ W_softmax + b_softmax, then the loss and its gradient;
     // the columns past V's last whole vector, when few, as dot products with
@@ -381,13 +387,13 @@ double block(const Job<T>& J, const Padded<T>& P, const Work<T>& W, long blk) {
     T* z = grad ? W.DL + (t * B + b0) * Vp : W.scratch + blk * ROWS * Vp;
     for (long r = 0; r < m; ++r)
       for (long v = 0; v < Vp; v += L) store(z + r * Vp + v, load(P.bs + v));
-    gemm<T, true>(z, Vp, h, Hp, 1, P.Ws, Vp, m, dots ? Vf : Vp, H);
+    gemm<T, true>(z, Vp, h, Hq, 1, P.Ws, Vp, m, dots ? Vf : Vp, H);
     if (dots)
       for (long c = Vf; c < V; ++c)
         for (long r = 0; r < m; ++r) {
           vec<T> a{};
           for (long j = 0; j < Hp; j += L)
-            a += load(h + r * Hp + j) * load(P.WsT + c * Hp + j);
+            a += load(h + r * Hq + j) * load(P.WsT + c * Hp + j);
           z[r * Vp + c] += hsum<T>(a);
         }
     softmax_xent(z, m, Vp, J.Y + b0 * J.T + t, J.T, grad, w, linear, product,
@@ -395,29 +401,31 @@ double block(const Job<T>& J, const Padded<T>& P, const Work<T>& W, long blk) {
 
     // dh_t from the output: dL/dlogits_t @ W_softmax^T
     if (grad)
-      gemm<T, false>(W.DZ + (t * B + b0) * Hp, Hp, z, Vp, 1, P.WsT, Hp, m, Hp,
+      gemm<T, false>(W.DZ + (t * B + b0) * Hq, Hq, z, Vp, 1, P.WsT, Hp, m, Hp,
                      V);
   }
   for (long r = 0; r < m; ++r)
     for (long j = 0; j < H; ++j)
-      J.hT[(b0 + r) * H + j] = W.Hs[(J.T * B + b0 + r) * Hp + j];
+      J.hT[(b0 + r) * H + j] = W.Hs[(J.T * B + b0 + r) * Hq + j];
   const double loss = logs + __builtin_log(product) + linear;
   if (!grad) return loss;
 
-  T* dh = W.dh + b0 * Hp;
-  for (long i = 0; i < m * Hp; i += L) store(dh + i, vec<T>{});
+  T* dh = W.dh + b0 * Hq;
+  for (long r = 0; r < m; ++r)
+    for (long j = 0; j < Hp; j += L) store(dh + r * Hq + j, vec<T>{});
   for (long t = J.T - 1; t >= 0; --t) {
-    const T* h = W.Hs + ((t + 1) * B + b0) * Hp;
-    T* dz = W.DZ + (t * B + b0) * Hp;
+    const T* h = W.Hs + ((t + 1) * B + b0) * Hq;
+    T* dz = W.DZ + (t * B + b0) * Hq;
 
     // through h_t = tanh(z_t): dz_t = (dh_out + dh_next) * (1 - h_t^2)
-    for (long i = 0; i < m * Hp; i += L) {
-      vec<T> hv = load(h + i);
-      store(dz + i, (load(dz + i) + load(dh + i)) * (T(1) - hv * hv));
-    }
+    for (long r = 0; r < m; ++r)
+      for (long j = r * Hq; j < r * Hq + Hp; j += L) {
+        vec<T> hv = load(h + j);
+        store(dz + j, (load(dz + j) + load(dh + j)) * (T(1) - hv * hv));
+      }
 
     // through z_t = ... + h_{t-1} @ W_hidden: dh_{t-1} = dz_t @ W_hidden^T
-    gemm<T, false>(dh, Hp, dz, Hp, 1, P.WhT, Hp, m, Hp, H);
+    gemm<T, false>(dh, Hq, dz, Hq, 1, P.WhT, Hp, m, Hp, H);
   }
   return loss;
 }
@@ -429,20 +437,20 @@ template <class T>
 void block_gradients(const Job<T>& J, const Work<T>& W, long blk) {
   constexpr int L = simd<T>::L;
   const long B = J.B, H = J.H, V = J.V, Tn = J.T;
-  const long Hp = round_up(H, L), Vp = round_up(V, L);
+  const long Hp = round_up(H, L), Vp = round_up(V, L), Hq = W.Hq;
   const long b0 = blk * ROWS, m = min(ROWS, B - b0);
   T* g = W.Gp + blk * W.P;
   T *dWi = g, *dWh = dWi + V * Hp, *dbh = dWh + H * Hp, *dWs = dbh + Hp,
     *dbs = dWs + H * Vp;
   const T* dl = W.DL + b0 * Vp;  // (t, r) at dl + (t*B + r)*Vp
-  const T* dz = W.DZ + b0 * Hp;
-  const T* h = W.Hs + b0 * Hp;  // h_{t-1}; h_t is one step (B rows) on
+  const T* dz = W.DZ + b0 * Hq;
+  const T* h = W.Hs + b0 * Hq;  // h_{t-1}; h_t is one step (B rows) on
 
   // dW_softmax = sum h_t^T dlogits_t, dW_hidden = sum h_{t-1}^T dz_t; the
   // columns of V past its last whole vector are taken apart below
   const long Vf = V / L * L;
-  gemm_tn(dWs, Vp, h + B * Hp, Hp, dl, Vp, H, Vf, m, Tn, B);
-  gemm_tn(dWh, Hp, h, Hp, dz, Hp, H, Hp, m, Tn, B);
+  gemm_tn(dWs, Vp, h + B * Hq, Hq, dl, Vp, H, Vf, m, Tn, B);
+  gemm_tn(dWh, Hp, h, Hq, dz, Hq, H, Hp, m, Tn, B);
 
   // column c of those: sum dlogits_t[c] h_t, a vector over H (in a tile
   // over H it would cost a whole vector of FMAs per hidden unit and token)
@@ -454,7 +462,7 @@ void block_gradients(const Job<T>& J, const Work<T>& W, long blk) {
       for (long t = 0; t < Tn; ++t)
         for (long r = 0; r < m; ++r) {
           const T d = dl[(t * B + r) * Vp + c];
-          const T* hr = h + ((t + 1) * B + r) * Hp + j0;
+          const T* hr = h + ((t + 1) * B + r) * Hq + j0;
           for (int u = 0; u < q; ++u) a[u] += d * load(hr + u * L);
         }
       for (int u = 0; u < q; ++u) store(col + j0 + u * L, a[u]);
@@ -471,7 +479,7 @@ void block_gradients(const Job<T>& J, const Work<T>& W, long blk) {
   for (long t = 0; t < Tn; ++t)
     for (long r = 0; r < m; ++r) {
       const T* l = dl + (t * B + r) * Vp;
-      const T* z = dz + (t * B + r) * Hp;
+      const T* z = dz + (t * B + r) * Hq;
       T* wi = dWi + long(J.X[(b0 + r) * Tn + t]) * Hp;
       for (long v = 0; v < Vp; v += L) store(dbs + v, load(dbs + v) + load(l + v));
       for (long j = 0; j < Hp; j += L) {
@@ -601,8 +609,9 @@ Outcome fused(const Job<T>& J) {
 
   // one allocation: padded parameters, activations, gradients, losses
   const long padded = V * Hp + H * Hp + Hp + H * Vp + Vp;
-  const long acts = (J.T + 1) * B * Hp +
-                    (grad ? N * (Vp + Hp) + B * Hp + blocks * Hp : 0) +
+  const long Hq = Hp * long(sizeof(T)) % 4096 == 0 ? Hp + L : Hp;
+  const long acts = (J.T + 1) * B * Hq +
+                    (grad ? N * (Vp + Hq) + B * Hq + blocks * Hp : 0) +
                     (grad ? 0 : blocks * ROWS * Vp);
   const int copies = J.mode == Mode::adagrad ? 3 : (grad ? 2 : 1);
   const long total = padded * (copies + (grad ? blocks : 0)) + H * Hp +
@@ -624,11 +633,12 @@ Outcome fused(const Job<T>& J) {
   P.WhT = grad ? take(H * Hp) : nullptr;
   P.WsT = take(V * Hp);
   Work<T> W{};
-  W.Hs = take((J.T + 1) * B * Hp);
+  W.Hq = Hq;
+  W.Hs = take((J.T + 1) * B * Hq);
   if (grad) {
     W.DL = take(N * Vp);
-    W.DZ = take(N * Hp);
-    W.dh = take(B * Hp);
+    W.DZ = take(N * Hq);
+    W.dh = take(B * Hq);
     for (int k = 0; k < 5; ++k) W.G[k] = take(rows[k] * ld[k]);
     W.P = padded;
     W.Gp = take(blocks * padded);
@@ -730,7 +740,7 @@ Outcome fused(const Job<T>& J) {
         for (long j = 0; j < cols[k]; ++j)
           J.grad[k][i * cols[k] + j] = W.G[k][i * ld[k] + j];
     for (long b = 0; b < B; ++b)
-      for (long j = 0; j < H; ++j) J.grad_h0[b * H + j] = W.dh[b * Hp + j];
+      for (long j = 0; j < H; ++j) J.grad_h0[b * H + j] = W.dh[b * Hq + j];
     return out;
   }
   if (!__builtin_isfinite(out.loss) || !__builtin_isfinite(out.grad_norm))

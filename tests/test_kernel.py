@@ -134,7 +134,10 @@ def clip_settings(mode, grads):
 @pytest.mark.parametrize("mode", ["none", "clip", "clip_norm"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize(
-    "H, V, B, T", [(33, 70, 13, 7), (5, 3, 1, 1), (16, 65, 9, 5), (260, 40, 9, 3)]
+    "H, V, B, T",
+    # the last two: the work after the blocks split between threads, and
+    # float64 state rows a whole 4 KB page wide (stored a vector apart)
+    [(33, 70, 13, 7), (5, 3, 1, 1), (16, 65, 9, 5), (260, 40, 9, 3), (512, 7, 9, 3)],
 )
 def test_adagrad_steps_match_oracle(H, V, B, T, dtype, mode):
     model, oracle, X, Y, h0 = make_problem(H, V, B, T, dtype, seed=4)
@@ -183,8 +186,8 @@ def restore_threads():
 
 
 # (H, V): the second is big enough that the work after the blocks is split
-# between threads too
-@pytest.mark.parametrize("H, V", [(33, 70), (260, 40)])
+# between threads too; the third has float64 state rows a 4 KB page wide
+@pytest.mark.parametrize("H, V", [(33, 70), (260, 40), (512, 7)])
 @pytest.mark.parametrize("clip_norm", [None, 1.0])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("B", [13, 64])
