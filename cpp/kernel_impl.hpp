@@ -505,9 +505,24 @@ inline long param_rows(const Job<T>& J) {
   return 2 * J.H + J.V + 2;
 }
 
+// The update of n values: g becomes the new weights, an the new
+// accumulators; g is scaled by s, then clipped to [-cl, cl] if cl > 0.
+// Returns 1 if a new value is not finite.
 template <class T>
 int adagrad(T* __restrict g, T* __restrict an, const T* __restrict w,
-            const T* __restrict a, long n, T s, T lr, T eps, T cl);
+            const T* __restrict a, long n, T s, T lr, T eps, T cl) {
+  for (long j = 0; j < n; ++j) {
+    T gj = g[j] * s;
+    if (cl > 0) gj = gj < -cl ? -cl : (gj > cl ? cl : gj);
+    an[j] = a[j] + gj * gj;
+    g[j] = w[j] - lr * gj / (sqrt_(an[j]) + eps);
+  }
+  // x - x is 0 for every finite x, NaN for inf and NaN
+  int any = 0;
+  for (long j = 0; j < n; ++j)
+    any |= int(g[j] - g[j] != T(0)) | int(an[j] - an[j] != T(0));
+  return any;
+}
 
 // What the phases of one call share; the phases after the blocks work on
 // groups of consecutive parameter rows.
@@ -522,6 +537,8 @@ struct Context {
   double* row_sq;   // per parameter row: squared gradient norm
   int* bad;         // set if an updated value is not finite
   long* finished;   // per group of FOLD blocks: how many have their partials
+  long blocks;
+  bool update_now;  // the update is taken with the sums (no clipping by norm)
   T scale;          // of the gradients, for clipping by norm
 
   // Once the last block of b's group has its partial, whichever thread
@@ -531,8 +548,7 @@ struct Context {
   // partials are in cache.
   void fold(long b) const {
     constexpr int L = simd<T>::L;
-    const long blocks = (J.B + ROWS - 1) / ROWS, b0 = b / FOLD * FOLD;
-    const long n = min(FOLD, blocks - b0);
+    const long b0 = b / FOLD * FOLD, n = min(FOLD, blocks - b0);
     if (__atomic_add_fetch(&finished[b / FOLD], 1, __ATOMIC_ACQ_REL) != n) return;
     T* g = W.Gp + b0 * W.P;
     for (long j = 0; j < W.P; j += L) {
@@ -577,25 +593,6 @@ struct Context {
     if (any) __atomic_store_n(bad, 1, __ATOMIC_RELAXED);
   }
 };
-
-// The update of n values: g becomes the new weights, an the new
-// accumulators; g is scaled by s, then clipped to [-cl, cl] if cl > 0.
-// Returns 1 if a new value is not finite.
-template <class T>
-int adagrad(T* __restrict g, T* __restrict an, const T* __restrict w,
-            const T* __restrict a, long n, T s, T lr, T eps, T cl) {
-  for (long j = 0; j < n; ++j) {
-    T gj = g[j] * s;
-    if (cl > 0) gj = gj < -cl ? -cl : (gj > cl ? cl : gj);
-    an[j] = a[j] + gj * gj;
-    g[j] = w[j] - lr * gj / (sqrt_(an[j]) + eps);
-  }
-  // x - x is 0 for every finite x, NaN for inf and NaN
-  int any = 0;
-  for (long j = 0; j < n; ++j)
-    any |= int(g[j] - g[j] != T(0)) | int(an[j] - an[j] != T(0));
-  return any;
-}
 
 template <class T>
 Outcome fused(const Job<T>& J) {
@@ -657,8 +654,9 @@ Outcome fused(const Job<T>& J) {
   for (long g = 0; g < folds; ++g) finished[g] = 0;
   int* bad = reinterpret_cast<int*>(finished + folds);
   *bad = 0;
-  Context<T> ctx{J, P, W, rows, cols, ld, prows, groups, block_loss, row_sq,
-                bad, finished, T(1)};
+  const bool update_now = J.mode == Mode::adagrad && !(J.clip_norm > 0);
+  Context<T> ctx{J, P, W, rows, cols, ld, prows, groups, block_loss,
+                 row_sq, bad, finished, blocks, update_now, T(1)};
 
   // parameter rows padded with zeros (b_softmax with -inf, so padded logits
   // vanish) and the transposes, a share in each task
@@ -702,11 +700,8 @@ Outcome fused(const Job<T>& J) {
   // the groups' sums of partials summed in order, each row's squared norm
   // (eight running sums, then paired), and the update unless clipping by norm
   // needs the total norm first
-  const bool update_now = J.mode == Mode::adagrad && !(J.clip_norm > 0);
   parallel_for(groups, J.threads, [](void* c, long g) {
     const Context<T>& x = *static_cast<const Context<T>*>(c);
-    const long blocks = (x.J.B + ROWS - 1) / ROWS;
-    const bool update_now = x.J.mode == Mode::adagrad && !(x.J.clip_norm > 0);
     x.for_runs(g, [&](int k, long i0, long i1, long r0, long offset) {
       constexpr int L = simd<T>::L;
       const long ld = x.ld[k], n = x.cols[k];
@@ -714,7 +709,7 @@ Outcome fused(const Job<T>& J) {
       T* gr = x.W.G[k] + i0 * ld;
       for (long j = 0; j < (i1 - i0) * ld; j += L) {
         vec<T> s = load(gp + j);
-        for (long b = FOLD; b < blocks; b += FOLD) s += load(gp + b * x.W.P + j);
+        for (long b = FOLD; b < x.blocks; b += FOLD) s += load(gp + b * x.W.P + j);
         store(gr + j, s);
       }
       for (long i = 0; i < i1 - i0; ++i) {
@@ -727,7 +722,7 @@ Outcome fused(const Job<T>& J) {
         x.row_sq[r0 + i] =
             ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
       }
-      if (update_now) x.update(k, i0, i1);
+      if (x.update_now) x.update(k, i0, i1);
     });
   }, &ctx);
   double sq = 0;
