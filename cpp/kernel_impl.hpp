@@ -271,20 +271,25 @@ inline void gemm_tn(T* C, long ldc, const T* A, long lda, const T* Bm,
 
 // Softmax cross-entropy of m <= ROWS rows of logits z (Vp wide, padding at
 // -inf), row r's target at y[r * ys]. -log p[y] = log(s) + mx - z[y], with
-// mx the row's max and s = sum exp(z - mx): adds mx - z[y] to `linear` and
+// mx the row's max (or *shift, if given: a bound on every logit) and s =
+// sum exp(z - mx): adds mx - z[y] to `linear` and
 // multiplies `product` by s (folding it into `logs` before it can
 // overflow), so that the caller takes one logarithm for many rows. With
 // `grad`, overwrites each row with (p - onehot(y)) * w. Each pass runs over
 // all the rows before the next begins, so that their chains overlap.
 template <class T>
 inline void softmax_xent(T* z, long m, long Vp, const int32_t* y, long ys,
-                         bool grad, T w, double& linear, double& product,
-                         double& logs) {
+                         bool grad, T w, const T* shift, double& linear,
+                         double& product, double& logs) {
   constexpr int L = simd<T>::L;
   T mx[ROWS], zy[ROWS], s[ROWS];
   for (long r = 0; r < m; ++r) {
     const T* zr = z + r * Vp;
     zy[r] = zr[y[r * ys]];
+    if (shift) {
+      mx[r] = *shift;
+      continue;
+    }
     vec<T> mv = load(zr);
     for (long v = L; v < Vp; v += L) {
       vec<T> x = load(zr + v);
@@ -313,7 +318,8 @@ inline void softmax_xent(T* z, long m, long Vp, const int32_t* y, long ys,
       zr[y[r * ys]] -= w;
     }
     product *= double(s[r]);
-    if (product > 1e250) logs += __builtin_log(product), product = 1;
+    if (!(product > 1e-150 && product < 1e150))
+      logs += __builtin_log(product), product = 1;
   }
 }
 
@@ -322,6 +328,14 @@ template <class T>
 struct Padded {
   T *Wi, *Wh, *bh, *Ws, *bs;  // (V, Hp) (H, Hp) (Hp) (H, Vp) (Vp)
   T *WhT, *WsT;               // (H, Hp) (V, Hp)
+  // Since |h| <= 1, no logit exceeds max_v (b_softmax[v] + sum_k
+  // |W_softmax[k, v]|). When that bound is within `slack` of the largest
+  // logit any row must have, max_v (b_softmax[v] - sum_k |W_softmax[k,
+  // v]|), it serves every row as the softmax's shift: nothing overflows,
+  // the largest term of each row's sum stays above e^-slack, and no pass
+  // over the row is needed for its max.
+  bool bounded;
+  T shift;
 };
 
 template <class T>
@@ -354,8 +368,9 @@ double block(const Job<T>& J, const Padded<T>& P, const Work<T>& W, long blk) {
   const T w = T(1.0 / double(B * J.T));
   const long Vf = V / L * L;  // columns of V in whole vectors
   const bool dots = (V - Vf) * (Hp / L + 8) < H;
-  // the loss is sum log(s) + linear; s is in [1, V], so the product of
-  // many s stays finite if it is folded into the sum before 1e250
+  // the loss is sum log(s) + linear; s is in [e^-slack, V] (see Padded), so
+  // the product of many s stays a normal double if it is folded into the
+  // sum whenever it leaves [1e-150, 1e150]
   double linear = 0, logs = 0, product = 1;
 
   // h_0, padded
@@ -396,8 +411,8 @@ double block(const Job<T>& J, const Padded<T>& P, const Work<T>& W, long blk) {
             a += load(h + r * Hq + j) * load(P.WsT + c * Hp + j);
           z[r * Vp + c] += hsum<T>(a);
         }
-    softmax_xent(z, m, Vp, J.Y + b0 * J.T + t, J.T, grad, w, linear, product,
-                 logs);
+    softmax_xent(z, m, Vp, J.Y + b0 * J.T + t, J.T, grad, w,
+                 P.bounded ? &P.shift : nullptr, linear, product, logs);
 
     // dh_t from the output: dL/dlogits_t @ W_softmax^T
     if (grad)
@@ -682,6 +697,22 @@ Outcome fused(const Job<T>& J) {
       for (long i = 0; i < Hp; ++i)
         x.P.WsT[v * Hp + i] = i < H ? J.param[3][i * V + v] : T(0);
   }, &ctx);
+
+  // the logits' bound (see Padded), from the rows of W_softmax^T
+  T hi = -__builtin_inf(), lo = -__builtin_inf();
+  for (long v = 0; v < V; ++v) {
+    vec<T> a{};
+    for (long i = 0; i < Hp; i += L) {
+      vec<T> x = load(P.WsT + v * Hp + i);
+      a += x < T(0) ? -x : x;
+    }
+    const T sum = hsum<T>(a), b = J.param[4][v];
+    hi = b + sum > hi ? b + sum : hi;
+    lo = b - sum > lo ? b - sum : lo;
+  }
+  const T slack = sizeof(T) == 4 ? T(60) : T(300);
+  P.bounded = hi - lo <= slack;  // false for inf and NaN
+  P.shift = hi;
 
   parallel_for(blocks, J.threads, [](void* c, long b) {
     const Context<T>& x = *static_cast<const Context<T>*>(c);
