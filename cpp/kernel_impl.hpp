@@ -179,12 +179,34 @@ inline vec<T> vexp(vec<T> x) {
 #endif
 }
 
-// tanh(x) = -expm1(-2|x|) / (2 + expm1(-2|x|)), with the sign of x.
+// tanh(x) = -expm1(-2|x|) / (2 + expm1(-2|x|)), with the sign of x. With
+// AVX-512, expm1 is built as in vexp, 2^n applied by scalef.
 template <class T>
 inline vec<T> vtanh(vec<T> x) {
   vec<T> a = x < T(0) ? -x : x;
-  vec<T> e, em1;
+  vec<T> em1;
+#if defined(__AVX512F__) && RNNEXT_VBYTES == 64
+  typedef simd<T> S;
+  static constexpr Taylor<T> taylor{};
+  const T ln2_hi = T(0.693145751953125), ln2_lo = T(1.428606820309417232e-06);
+  constexpr T floor = sizeof(T) == 4 ? T(-104) : T(-746);
+  vec<T> u = T(-2) * a;
+  u = u < floor ? splat<T>(floor) : u;
+  vec<T> n = (u * T(1.4426950408889634) + S::round) - S::round;
+  vec<T> r = (u - n * ln2_hi) - n * ln2_lo;
+  vec<T> q = splat<T>(taylor.c[S::degree - 1]);
+  for (int k = S::degree - 2; k >= 0; --k) q = q * r + taylor.c[k];
+  vec<T> s = r * q;  // e^r - 1
+  vec<T> e;
+  if constexpr (sizeof(T) == 4)
+    e = vec<T>(_mm512_scalef_ps(__m512(s + T(1)), __m512(n)));
+  else
+    e = vec<T>(_mm512_scalef_pd(__m512d(s + T(1)), __m512d(n)));
+  em1 = n == T(0) ? s : e - T(1);
+#else
+  vec<T> e;
   exp_parts<T>(T(-2) * a, e, em1);
+#endif
   vec<T> y = -em1 / (T(2) + em1);
   return x < T(0) ? -y : y;
 }
@@ -487,20 +509,26 @@ void block_gradients(const Job<T>& J, const Work<T>& W, long blk) {
   for (long k = 0; k < H; ++k)
     for (long c = V; c < Vp; ++c) dWs[k * Vp + c] = T(0);
 
-  // db_softmax, db_hidden: column sums; dW_input[x] += dz, in token order
-  for (long v = 0; v < Vp; v += L) store(dbs + v, vec<T>{});
-  for (long j = 0; j < Hp; j += L) store(dbh + j, vec<T>{});
+  // db_softmax, db_hidden: column sums, a few vectors at a time held in
+  // registers; dW_input[x] += dz, in token order
+  auto column_sums = [&](T* out, const T* src, long ld, long n) {
+    for (long j0 = 0; j0 < n; j0 += 4 * L) {
+      const int q = int(min(4, (n - j0) / L));
+      vec<T> a[4] = {};
+      for (long t = 0; t < Tn; ++t)
+        for (long r = 0; r < m; ++r)
+          for (int u = 0; u < q; ++u) a[u] += load(src + (t * B + r) * ld + j0 + u * L);
+      for (int u = 0; u < q; ++u) store(out + j0 + u * L, a[u]);
+    }
+  };
+  column_sums(dbs, dl, Vp, Vp);
+  column_sums(dbh, dz, Hq, Hp);
   for (long i = 0; i < V * Hp; i += L) store(dWi + i, vec<T>{});
   for (long t = 0; t < Tn; ++t)
     for (long r = 0; r < m; ++r) {
-      const T* l = dl + (t * B + r) * Vp;
       const T* z = dz + (t * B + r) * Hq;
       T* wi = dWi + long(J.X[(b0 + r) * Tn + t]) * Hp;
-      for (long v = 0; v < Vp; v += L) store(dbs + v, load(dbs + v) + load(l + v));
-      for (long j = 0; j < Hp; j += L) {
-        store(dbh + j, load(dbh + j) + load(z + j));
-        store(wi + j, load(wi + j) + load(z + j));
-      }
+      for (long j = 0; j < Hp; j += L) store(wi + j, load(wi + j) + load(z + j));
     }
 }
 
