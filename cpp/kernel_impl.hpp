@@ -141,37 +141,60 @@ inline void exp_parts(vec<T> x, vec<T>& e, vec<T>& em1) {
   em1 = n == T(0) ? s : e - T(1);
 }
 
+#if defined(__AVX512F__) && RNNEXT_VBYTES == 64
+// x = n ln2 + r with |r| <= ln2 / 2, for x <= 0; x is first clamped where
+// exp(x) rounds to 0, which keeps n finite.
+template <class T>
+inline void reduce_ln2(vec<T> x, vec<T>& n, vec<T>& r) {
+  typedef simd<T> S;
+  const T ln2_hi = T(0.693145751953125), ln2_lo = T(1.428606820309417232e-06);
+  constexpr T floor = sizeof(T) == 4 ? T(-104) : T(-746);
+  vec<T> xc = x < floor ? splat<T>(floor) : x;
+  n = (xc * T(1.4426950408889634) + S::round) - S::round;
+  r = (xc - n * ln2_hi) - n * ln2_lo;
+}
+
+// v 2^n by scalef, which rounds results below the smallest normal
+// correctly (to a subnormal or to 0).
+template <class T>
+inline vec<T> scale2(vec<T> v, vec<T> n) {
+  if constexpr (sizeof(T) == 4)
+    return vec<T>(_mm512_scalef_ps(__m512(v), __m512(n)));
+  else
+    return vec<T>(_mm512_scalef_pd(__m512d(v), __m512d(n)));
+}
+
+// e^r - 1 = r q(r) by the Taylor series of exp_parts.
+template <class T>
+inline vec<T> expm1_reduced(vec<T> r) {
+  typedef simd<T> S;
+  static constexpr Taylor<T> taylor{};
+  vec<T> q = splat<T>(taylor.c[S::degree - 1]);
+  for (int k = S::degree - 2; k >= 0; --k) q = q * r + taylor.c[k];
+  return r * q;
+}
+#endif
+
 // exp(x) for x <= 0, -inf included, as in exp_parts. With AVX-512, 2^n is
-// applied by scalef, which also rounds results below the smallest normal
-// correctly (to a subnormal or to 0), in fewer instructions.
+// applied by scalef, in fewer instructions.
 template <class T>
 inline vec<T> vexp(vec<T> x) {
 #if defined(__AVX512F__) && RNNEXT_VBYTES == 64
-  typedef simd<T> S;
-  static constexpr Taylor<T> taylor{};
-  const T ln2_hi = T(0.693145751953125), ln2_lo = T(1.428606820309417232e-06);
-  // below `floor`, exp(x) rounds to 0; clamping keeps n finite
-  constexpr T floor = sizeof(T) == 4 ? T(-104) : T(-746);
-  vec<T> xc = x < floor ? splat<T>(floor) : x;
-  vec<T> n = (xc * T(1.4426950408889634) + S::round) - S::round;
-  vec<T> r = (xc - n * ln2_hi) - n * ln2_lo;
-  vec<T> q;
+  vec<T> n, r;
+  reduce_ln2<T>(x, n, r);
+  vec<T> s;  // e^r - 1
   if constexpr (sizeof(T) == 4) {
     // e^r = 1 + r q(r), q of degree 4 fitted for the least maximum relative
     // error on [-ln2/2, ln2/2] (9.2e-8; 1.7e-7 as evaluated in float)
-    q = T(8.290304318e-03) * r + T(4.189790604e-02);
+    vec<T> q = T(8.290304318e-03) * r + T(4.189790604e-02);
     q = q * r + T(1.666763617e-01);
     q = q * r + T(4.999914970e-01);
     q = q * r + T(9.999997072e-01);
+    s = r * q;
   } else {
-    q = splat<T>(taylor.c[S::degree - 1]);
-    for (int k = S::degree - 2; k >= 0; --k) q = q * r + taylor.c[k];
+    s = expm1_reduced<T>(r);
   }
-  vec<T> e = r * q + T(1);
-  if constexpr (sizeof(T) == 4)
-    return vec<T>(_mm512_scalef_ps(__m512(e), __m512(n)));
-  else
-    return vec<T>(_mm512_scalef_pd(__m512d(e), __m512d(n)));
+  return scale2<T>(s + T(1), n);
 #else
   vec<T> e, em1;
   exp_parts<T>(x, e, em1);
@@ -180,29 +203,16 @@ inline vec<T> vexp(vec<T> x) {
 }
 
 // tanh(x) = -expm1(-2|x|) / (2 + expm1(-2|x|)), with the sign of x. With
-// AVX-512, expm1 is built as in vexp, 2^n applied by scalef.
+// AVX-512, 2^n is applied by scalef.
 template <class T>
 inline vec<T> vtanh(vec<T> x) {
   vec<T> a = x < T(0) ? -x : x;
   vec<T> em1;
 #if defined(__AVX512F__) && RNNEXT_VBYTES == 64
-  typedef simd<T> S;
-  static constexpr Taylor<T> taylor{};
-  const T ln2_hi = T(0.693145751953125), ln2_lo = T(1.428606820309417232e-06);
-  constexpr T floor = sizeof(T) == 4 ? T(-104) : T(-746);
-  vec<T> u = T(-2) * a;
-  u = u < floor ? splat<T>(floor) : u;
-  vec<T> n = (u * T(1.4426950408889634) + S::round) - S::round;
-  vec<T> r = (u - n * ln2_hi) - n * ln2_lo;
-  vec<T> q = splat<T>(taylor.c[S::degree - 1]);
-  for (int k = S::degree - 2; k >= 0; --k) q = q * r + taylor.c[k];
-  vec<T> s = r * q;  // e^r - 1
-  vec<T> e;
-  if constexpr (sizeof(T) == 4)
-    e = vec<T>(_mm512_scalef_ps(__m512(s + T(1)), __m512(n)));
-  else
-    e = vec<T>(_mm512_scalef_pd(__m512d(s + T(1)), __m512d(n)));
-  em1 = n == T(0) ? s : e - T(1);
+  vec<T> n, r;
+  reduce_ln2<T>(T(-2) * a, n, r);
+  vec<T> s = expm1_reduced<T>(r);
+  em1 = n == T(0) ? s : scale2<T>(s + T(1), n) - T(1);
 #else
   vec<T> e;
   exp_parts<T>(T(-2) * a, e, em1);
