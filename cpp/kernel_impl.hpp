@@ -301,30 +301,29 @@ inline void gemm_tn(T* C, long ldc, const T* A, long lda, const T* Bm,
   }
 }
 
-// Softmax cross-entropy of m <= ROWS rows of logits z (Vp wide, padding at
-// -inf), row r's target at y[r * ys]. -log p[y] = log(s) + mx - z[y], with
-// mx the row's max (or *shift, if given: a bound on every logit) and s =
-// sum exp(z - mx): adds mx - z[y] to `linear` and
-// multiplies `product` by s (folding it into `logs` before it can
-// overflow), so that the caller takes one logarithm for many rows. With
-// `grad`, overwrites each row with (p - onehot(y)) * w. Each pass runs over
-// all the rows before the next begins, so that their chains overlap.
+// Softmax cross-entropy of m <= ROWS rows of logits z + bias (z Vp wide with
+// finite padding, bias at -inf past V), row r's target at y[r * ys].
+// -log p[y] = log(s) + mx - zb[y] with zb = z + bias, mx the row's max of
+// zb (0 if `shifted`: the bias has a bound on every logit taken off) and
+// s = sum exp(zb - mx): adds mx - zb[y] to `linear` and multiplies
+// `product` by s (folding it into `logs` before it can overflow), so that
+// the caller takes one logarithm for many rows. With `grad`, overwrites
+// each row with (p - onehot(y)) * w. Each pass runs over all the rows
+// before the next begins, so that their chains overlap.
 template <class T>
-inline void softmax_xent(T* z, long m, long Vp, const int32_t* y, long ys,
-                         bool grad, T w, const T* shift, double& linear,
-                         double& product, double& logs) {
+inline void softmax_xent(T* z, long m, long Vp, const T* bias, bool shifted,
+                         const int32_t* y, long ys, bool grad, T w,
+                         double& linear, double& product, double& logs) {
   constexpr int L = simd<T>::L;
   T mx[ROWS], zy[ROWS], s[ROWS];
   for (long r = 0; r < m; ++r) {
     const T* zr = z + r * Vp;
-    zy[r] = zr[y[r * ys]];
-    if (shift) {
-      mx[r] = *shift;
-      continue;
-    }
-    vec<T> mv = load(zr);
+    zy[r] = zr[y[r * ys]] + bias[y[r * ys]];
+    mx[r] = T(0);
+    if (shifted) continue;
+    vec<T> mv = load(zr) + load(bias);
     for (long v = L; v < Vp; v += L) {
-      vec<T> x = load(zr + v);
+      vec<T> x = load(zr + v) + load(bias + v);
       mv = x > mv ? x : mv;
     }
     mx[r] = hmax<T>(mv);
@@ -334,7 +333,8 @@ inline void softmax_xent(T* z, long m, long Vp, const int32_t* y, long ys,
     T* zr = z + r * Vp;
     vec<T> sv{};
     for (long v = 0; v < Vp; v += L) {
-      vec<T> e = vexp<T>(load(zr + v) - mx[r]);
+      vec<T> u = load(zr + v) + load(bias + v);
+      vec<T> e = vexp<T>(shifted ? u : u - mx[r]);
       sv += e;
       if (grad) store(zr + v, e);
     }
@@ -367,7 +367,7 @@ struct Padded {
   // the largest term of each row's sum stays above e^-slack, and no pass
   // over the row is needed for its max.
   bool bounded;
-  T shift;
+  T* bsh;  // (Vp) b_softmax - that bound, when bounded
 };
 
 template <class T>
@@ -399,7 +399,7 @@ double block(const Job<T>& J, const Padded<T>& P, const Work<T>& W, long blk) {
   const bool grad = J.mode != Mode::evaluate;
   const T w = T(1.0 / double(B * J.T));
   const long Vf = V / L * L;  // columns of V in whole vectors
-  const bool dots = (V - Vf) * (Hp / L + 8) < H;
+  const bool dots = V > Vf && (V - Vf) * (Hp / L + 8) < H;
   // the loss is sum log(s) + linear; s is in [e^-slack, V] (see Padded), so
   // the product of many s stays a normal double if it is folded into the
   // sum whenever it leaves [1e-150, 1e150]
@@ -427,24 +427,24 @@ double block(const Job<T>& J, const Padded<T>& P, const Work<T>& W, long blk) {
       for (long j = 0; j < Hp; j += L)
         store(h + r * Hq + j, vtanh<T>(load(h + r * Hq + j)));
 
-    // logits_t = h_t @ W_softmax + b_softmax, then the loss and its gradient;
-    // the columns past V's last whole vector, when few, as dot products with
-    // rows of W_softmax^T (in a tile each costs a vector of FMAs per
-    // hidden unit)
+    // logits_t = h_t @ W_softmax + b_softmax, then the loss and its gradient,
+    // the bias added in the softmax; the columns past V's last whole vector,
+    // when few, as dot products with rows of W_softmax^T (in a tile each
+    // costs a vector of FMAs per hidden unit)
     T* z = grad ? W.DL + (t * B + b0) * Vp : W.scratch + blk * ROWS * Vp;
-    for (long r = 0; r < m; ++r)
-      for (long v = 0; v < Vp; v += L) store(z + r * Vp + v, load(P.bs + v));
-    gemm<T, true>(z, Vp, h, Hq, 1, P.Ws, Vp, m, dots ? Vf : Vp, H);
-    if (dots)
+    gemm<T, false>(z, Vp, h, Hq, 1, P.Ws, Vp, m, dots ? Vf : Vp, H);
+    if (dots) {
+      for (long r = 0; r < m; ++r) store(z + r * Vp + Vf, vec<T>{});
       for (long c = Vf; c < V; ++c)
         for (long r = 0; r < m; ++r) {
           vec<T> a{};
           for (long j = 0; j < Hp; j += L)
             a += load(h + r * Hq + j) * load(P.WsT + c * Hp + j);
-          z[r * Vp + c] += hsum<T>(a);
+          z[r * Vp + c] = hsum<T>(a);
         }
-    softmax_xent(z, m, Vp, J.Y + b0 * J.T + t, J.T, grad, w,
-                 P.bounded ? &P.shift : nullptr, linear, product, logs);
+    }
+    softmax_xent(z, m, Vp, P.bounded ? P.bsh : P.bs, P.bounded,
+                 J.Y + b0 * J.T + t, J.T, grad, w, linear, product, logs);
 
     // dh_t from the output: dL/dlogits_t @ W_softmax^T
     if (grad)
@@ -665,7 +665,7 @@ Outcome fused(const Job<T>& J) {
                     (grad ? 0 : blocks * ROWS * Vp);
   const int copies = J.mode == Mode::adagrad ? 3 : (grad ? 2 : 1);
   const long total = padded * (copies + (grad ? blocks : 0)) + H * Hp +
-                     V * Hp + acts;
+                     V * Hp + Vp + acts;
   // 8-byte slots, one per block, one per parameter row, one per group of
   // FOLD blocks and one more, then 64-byte aligned
   const long folds = (blocks + FOLD - 1) / FOLD;
@@ -682,6 +682,7 @@ Outcome fused(const Job<T>& J) {
   for (int k = 0; k < 5; ++k) *pp[k] = take(rows[k] * ld[k]);
   P.WhT = grad ? take(H * Hp) : nullptr;
   P.WsT = take(V * Hp);
+  P.bsh = take(Vp);
   Work<T> W{};
   W.Hq = Hq;
   W.Hs = take((J.T + 1) * B * Hq);
@@ -750,7 +751,8 @@ Outcome fused(const Job<T>& J) {
   }
   const T slack = sizeof(T) == 4 ? T(60) : T(300);
   P.bounded = hi - lo <= slack;  // false for inf and NaN
-  P.shift = hi;
+  if (P.bounded)
+    for (long v = 0; v < Vp; v += L) store(P.bsh + v, load(P.bs + v) - hi);
 
   parallel_for(blocks, J.threads, [](void* c, long b) {
     const Context<T>& x = *static_cast<const Context<T>*>(c);
