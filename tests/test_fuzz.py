@@ -571,12 +571,12 @@ def test_model_with_corrupt_params_or_options_raises_or_matches(data):
     usable = isinstance(bad, np.ndarray) and bad.dtype == dtype and bad.shape == shape
     if kind == "step":
         usable = usable and bad.flags.c_contiguous and bad.flags.writeable
-        # step checks lr again; eps and the clips go to the kernel as they
-        # are, where a bool is a number
+        # step checks every option again: a finite number, > 0 except eps,
+        # which may be 0; a bool is not a number
         usable = usable and (
             option is None
-            or (option == "lr" and value == 0.5)
-            or (option != "lr" and (value is True or value in (0.0, 0.5)))
+            or (value is not True and value == 0.5)
+            or (option == "eps" and value is not True and value == 0.0)
         )
     call = opt.step if kind == "step" else getattr(model, kind)
     with no_hang():
