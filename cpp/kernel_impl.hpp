@@ -202,10 +202,28 @@ inline vec<T> vexp(vec<T> x) {
 #endif
 }
 
-// tanh(x) = -expm1(-2|x|) / (2 + expm1(-2|x|)), with the sign of x. With
+// tanh(x). In float, x P(x^2) / Q(x^2): P and Q of degree 4 fitted for the
+// least maximum relative error on [0, 9] (2.1e-8; within 5.3 ulp as
+// evaluated in float), x clamped to [-9, 9] and the result to [-1, 1];
+// past 9.01, where tanh rounds to +-1, it is +-1, so that 1 - h^2 is 0
+// there. It has half the latency of the form by exp, and h_t waits on it.
+// In double, -expm1(-2|x|) / (2 + expm1(-2|x|)) with the sign of x; with
 // AVX-512, 2^n is applied by scalef.
 template <class T>
 inline vec<T> vtanh(vec<T> x) {
+  if constexpr (sizeof(T) == 4) {
+    const T c = T(9);
+    vec<T> a = x < -c ? splat<T>(-c) : (x > c ? splat<T>(c) : x);
+    vec<T> t = a * a;
+    vec<T> p = t * T(1.335471467e-08) + T(2.060912448e-05);
+    vec<T> q = t * T(7.776581015e-07) + T(3.285639104e-04);
+    p = p * t + T(3.495590761e-03), q = q * t + T(2.587699331e-02);
+    p = p * t + T(1.338102818e-01), q = q * t + T(4.671434462e-01);
+    p = p * t + T(1), q = q * t + T(1);
+    vec<T> y = a * p / q;
+    y = y > T(1) ? splat<T>(1) : (y < T(-1) ? splat<T>(-1) : y);
+    return x > T(9.01) ? splat<T>(1) : (x < T(-9.01) ? splat<T>(-1) : y);
+  }
   vec<T> a = x < T(0) ? -x : x;
   vec<T> em1;
 #if defined(__AVX512F__) && RNNEXT_VBYTES == 64

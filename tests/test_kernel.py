@@ -155,6 +155,31 @@ def test_evaluate_matches_oracle(H, V, B, T, dtype):
     assert_close(h_T, h_T_ref, TOL[dtype], "h_T")
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_hidden_state_is_tanh_to_a_few_ulp_and_saturates_exactly(dtype):
+    # one step from h0 = 0 with W_hidden = b_hidden = 0: h_1 = tanh(W_input[x])
+    H = 4096
+    model = rnnext.CharRNN(2, H, seed=0, dtype=dtype)
+    a = np.linspace(0, 25, H, dtype=np.float64)
+    a[1:64] = np.geomspace(1e-30, 1e-2, 63)
+    model.params["W_input"][:] = np.stack([a, -a]).astype(dtype)
+    model.params["W_hidden"][:] = 0
+    model.params["b_hidden"][:] = 0
+    X = np.array([[0], [1]], dtype=np.int32)
+    _, h = model.evaluate(X, X, model.zero_state(2))
+
+    x = model.params["W_input"].astype(np.float64)
+    want = np.tanh(x)
+    ulp = np.spacing(np.abs(want).astype(dtype)).astype(np.float64)
+    err = np.abs(h - want) / np.maximum(ulp, np.finfo(dtype).tiny)
+    assert err.max() <= 6, f"max error {err.max():.2f} ulp at x = {x.flat[err.argmax()]}"
+    assert np.array_equal(h[0], -h[1]), "tanh is not odd"
+    # where tanh rounds to 1, h is 1 exactly, so that 1 - h^2 is 0
+    saturated = (want.astype(dtype) == np.sign(x)) & (x != 0)
+    assert saturated.sum() > 100
+    assert np.array_equal(h[saturated], np.sign(x[saturated]))
+
+
 def clip_settings(mode, grads):
     """clip / clip_norm that bind for a good share of the first grads."""
     if mode == "none":
