@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
+import operator
 import os
 from typing import Any
 
@@ -21,6 +22,7 @@ import numpy.typing as npt
 from rnnext import _core
 
 PARAM_NAMES = ("W_input", "W_hidden", "b_hidden", "W_softmax", "b_softmax")
+_in_kernel_order = operator.itemgetter(*PARAM_NAMES)  # a dict's five, as a tuple
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 FloatArray = npt.NDArray[Any]
@@ -144,13 +146,29 @@ class CharRNN:
     def param_tuple(self) -> tuple[FloatArray, ...]:
         """The five parameters in kernel order, checked against the model."""
         try:
-            arrays = tuple([self.params[k] for k in PARAM_NAMES])
+            arrays: tuple[FloatArray, ...] = _in_kernel_order(self.params)
         except KeyError:
             missing = [k for k in PARAM_NAMES if k not in self.params]
             raise KeyError(
                 f"model.params lacks {missing}; it needs {PARAM_NAMES}"
             ) from None
         V, H, dt = self.vocab_size, self.hidden_size, self.dtype
+        Wi, Wh, bh, Ws, bs = arrays
+        # the usual case, checked in few operations (this runs at every step)
+        if (
+            type(Wi) is type(Wh) is type(bh) is type(Ws) is type(bs) is np.ndarray
+            and Wi.dtype is dt
+            and Wh.dtype is dt
+            and bh.dtype is dt
+            and Ws.dtype is dt
+            and bs.dtype is dt
+            and Wi.shape == (V, H)
+            and Wh.shape == (H, H)
+            and bh.shape == (H,)
+            and Ws.shape == (H, V)
+            and bs.shape == (V,)
+        ):
+            return arrays
         shapes = ((V, H), (H, H), (H,), (H, V), (V,))
         for name, a, shape in zip(PARAM_NAMES, arrays, shapes):
             if not isinstance(a, np.ndarray) or a.dtype != dt:
@@ -263,7 +281,7 @@ class Adagrad:
     ) -> tuple[float, FloatArray]:
         """Forward, backward, clip and update for one feed: (loss, h_T)."""
         options = self._options()
-        accums = tuple(self.accumulators[k] for k in PARAM_NAMES)
+        accums = _in_kernel_order(self.accumulators)
         loss, hT, self.grad_norm, self.updated = _core.adagrad_step(
             self.model.param_tuple(),
             accums,
@@ -297,7 +315,7 @@ class Adagrad:
         start = check_int(start, "start", minimum=0)
         count = check_int(count, "count", minimum=1)
         options = self._options()
-        accums = tuple(self.accumulators[k] for k in PARAM_NAMES)
+        accums = _in_kernel_order(self.accumulators)
         losses, hT = _core.adagrad_steps(
             self.model.param_tuple(),
             accums,
