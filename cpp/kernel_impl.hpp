@@ -206,9 +206,9 @@ inline vec<T> vexp(vec<T> x) {
 // least maximum relative error on [0, 9] (2.1e-8; within 5.3 ulp as
 // evaluated in float), x clamped to [-9, 9] and the result to [-1, 1];
 // past 9.01, where tanh rounds to +-1, it is +-1, so that 1 - h^2 is 0
-// there. It has half the latency of the form by exp, and h_t waits on it.
-// In double, -expm1(-2|x|) / (2 + expm1(-2|x|)) with the sign of x; with
-// AVX-512, 2^n is applied by scalef.
+// there. Its chain of dependent operations is about half as long as the
+// form by exp, and h_t waits on it. In double, -expm1(-2|x|) / (2 +
+// expm1(-2|x|)) with the sign of x; with AVX-512, 2^n is applied by scalef.
 template <class T>
 inline vec<T> vtanh(vec<T> x) {
   if constexpr (sizeof(T) == 4) {
@@ -223,20 +223,21 @@ inline vec<T> vtanh(vec<T> x) {
     vec<T> y = a * p / q;
     y = y > T(1) ? splat<T>(1) : (y < T(-1) ? splat<T>(-1) : y);
     return x > T(9.01) ? splat<T>(1) : (x < T(-9.01) ? splat<T>(-1) : y);
-  }
-  vec<T> a = x < T(0) ? -x : x;
-  vec<T> em1;
+  } else {
+    vec<T> a = x < T(0) ? -x : x;
+    vec<T> em1;
 #if defined(__AVX512F__) && RNNEXT_VBYTES == 64
-  vec<T> n, r;
-  reduce_ln2<T>(T(-2) * a, n, r);
-  vec<T> s = expm1_reduced<T>(r);
-  em1 = n == T(0) ? s : scale2<T>(s + T(1), n) - T(1);
+    vec<T> n, r;
+    reduce_ln2<T>(T(-2) * a, n, r);
+    vec<T> s = expm1_reduced<T>(r);
+    em1 = n == T(0) ? s : scale2<T>(s + T(1), n) - T(1);
 #else
-  vec<T> e;
-  exp_parts<T>(T(-2) * a, e, em1);
+    vec<T> e;
+    exp_parts<T>(T(-2) * a, e, em1);
 #endif
-  vec<T> y = -em1 / (T(2) + em1);
-  return x < T(0) ? -y : y;
+    vec<T> y = -em1 / (T(2) + em1);
+    return x < T(0) ? -y : y;
+  }
 }
 
 // C (+)= A B for one register tile of M rows and Q vectors:
