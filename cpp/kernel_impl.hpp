@@ -518,40 +518,41 @@ void block_gradients(const Job<T>& J, const Work<T>& W, long blk) {
   gemm_tn(dWs, Vp, h + B * Hq, Hq, dl, Vp, H, Vf, m, Tn, B);
   gemm_tn(dWh, Hp, h, Hq, dz, Hq, H, Hp, m, Tn, B);
 
+  // out = the sum over the block's tokens of their rows of src (n columns,
+  // token (t, r) at src + (t*B + r)*ld), each row times wt[(t*B + r)*ws]
+  // if wt is given; a few vectors at a time, held in registers
+  auto column_sums = [&](T* out, const T* src, long ld, long n, const T* wt,
+                         long ws) {
+    for (long j0 = 0; j0 < n; j0 += 4 * L) {
+      const int q = int(min(4, (n - j0) / L));
+      vec<T> a[4] = {};
+      for (long t = 0; t < Tn; ++t)
+        for (long r = 0; r < m; ++r) {
+          const T* x = src + (t * B + r) * ld + j0;
+          if (wt) {
+            const T d = wt[(t * B + r) * ws];
+            for (int u = 0; u < q; ++u) a[u] += d * load(x + u * L);
+          } else {
+            for (int u = 0; u < q; ++u) a[u] += load(x + u * L);
+          }
+        }
+      for (int u = 0; u < q; ++u) store(out + j0 + u * L, a[u]);
+    }
+  };
+
   // column c of those: sum dlogits_t[c] h_t, a vector over H (in a tile
   // over H it would cost a whole vector of FMAs per hidden unit and token)
   T* col = W.tail + blk * Hp;
   for (long c = Vf; c < V; ++c) {
-    for (long j0 = 0; j0 < Hp; j0 += 4 * L) {
-      const int q = int(min(4, (Hp - j0) / L));
-      vec<T> a[4] = {};
-      for (long t = 0; t < Tn; ++t)
-        for (long r = 0; r < m; ++r) {
-          const T d = dl[(t * B + r) * Vp + c];
-          const T* hr = h + ((t + 1) * B + r) * Hq + j0;
-          for (int u = 0; u < q; ++u) a[u] += d * load(hr + u * L);
-        }
-      for (int u = 0; u < q; ++u) store(col + j0 + u * L, a[u]);
-    }
+    column_sums(col, h + B * Hq, Hq, Hp, dl + c, Vp);
     for (long k = 0; k < H; ++k) dWs[k * Vp + c] = col[k];
   }
   for (long k = 0; k < H; ++k)
     for (long c = V; c < Vp; ++c) dWs[k * Vp + c] = T(0);
 
-  // db_softmax, db_hidden: column sums, a few vectors at a time held in
-  // registers; dW_input[x] += dz, in token order
-  auto column_sums = [&](T* out, const T* src, long ld, long n) {
-    for (long j0 = 0; j0 < n; j0 += 4 * L) {
-      const int q = int(min(4, (n - j0) / L));
-      vec<T> a[4] = {};
-      for (long t = 0; t < Tn; ++t)
-        for (long r = 0; r < m; ++r)
-          for (int u = 0; u < q; ++u) a[u] += load(src + (t * B + r) * ld + j0 + u * L);
-      for (int u = 0; u < q; ++u) store(out + j0 + u * L, a[u]);
-    }
-  };
-  column_sums(dbs, dl, Vp, Vp);
-  column_sums(dbh, dz, Hq, Hp);
+  // db_softmax, db_hidden; dW_input[x] += dz, in token order
+  column_sums(dbs, dl, Vp, Vp, nullptr, 0);
+  column_sums(dbh, dz, Hq, Hp, nullptr, 0);
   for (long i = 0; i < V * Hp; i += L) store(dWi + i, vec<T>{});
   for (long t = 0; t < Tn; ++t)
     for (long r = 0; r < m; ++r) {
@@ -736,7 +737,7 @@ Outcome fused(const Job<T>& J) {
   parallel_for(groups, J.threads, [](void* c, long g) {
     const Context<T>& x = *static_cast<const Context<T>*>(c);
     const Job<T>& J = x.J;
-    const long H = J.H, V = J.V, Hp = x.ld[1], n = x.groups;
+    const long H = J.H, V = J.V, Hp = x.ld[1], ng = x.groups;
     x.for_runs(g, [&](int k, long i0, long i1, long, long) {
       const T pad = k == 4 ? -__builtin_inf() : T(0);
       T* const dst[5] = {x.P.Wi, x.P.Wh, x.P.bh, x.P.Ws, x.P.bs};
@@ -748,10 +749,10 @@ Outcome fused(const Job<T>& J) {
           for (long j = x.cols[k]; j < x.ld[k]; ++j) dst[k][i * x.ld[k] + j] = pad;
     });
     if (J.mode != Mode::evaluate)
-      for (long j = H * g / n; j < H * (g + 1) / n; ++j)
+      for (long j = H * g / ng; j < H * (g + 1) / ng; ++j)
         for (long i = 0; i < Hp; ++i)
           x.P.WhT[j * Hp + i] = i < H ? J.param[1][i * H + j] : T(0);
-    for (long v = V * g / n; v < V * (g + 1) / n; ++v)
+    for (long v = V * g / ng; v < V * (g + 1) / ng; ++v)
       for (long i = 0; i < Hp; ++i)
         x.P.WsT[v * Hp + i] = i < H ? J.param[3][i * V + v] : T(0);
   }, &ctx);

@@ -307,9 +307,8 @@ class Adagrad:
         start + count - 1, each from the state the previous one ended in.
         Returns the losses (float64, one per feed) and the final state. A
         step whose loss, gradient or new values would not be finite is not
-        applied and ends
-        the call: its loss and all later ones are NaN, and the state is the
-        one before it.
+        applied and ends the call: its loss and all later ones are NaN, and
+        the state is the one before it.
         """
         T = check_int(steps, "steps", minimum=1)
         start = check_int(start, "start", minimum=0)
