@@ -7,25 +7,32 @@
 
 namespace rnnext {
 
-// Each calling thread keeps one scratch buffer, grown as needed and reused
+// Each calling thread keeps two scratch buffers, grown as needed and reused
 // by its later calls, so that a step does not pay for fresh pages. Calls in
-// different threads never share it.
-void* scratch(std::size_t bytes) {
+// different threads never share them.
+void* scratch_or_null(std::size_t bytes, int slot) noexcept {
   struct Buffer {
     void* p = nullptr;
     std::size_t size = 0;
     ~Buffer() { std::free(p); }
   };
-  thread_local Buffer buf;
+  thread_local Buffer bufs[2];
+  Buffer& buf = bufs[slot];
   if (bytes > buf.size) {
     std::size_t size = (bytes + 4095) / 4096 * 4096;
     if (size < buf.size * 3 / 2) size = (buf.size * 3 / 2 + 4095) / 4096 * 4096;
     void* p = std::aligned_alloc(64, size);
-    if (!p) throw std::bad_alloc();
+    if (!p) return nullptr;
     std::free(buf.p);
     buf.p = p, buf.size = size;
   }
   return buf.p;
+}
+
+void* scratch(std::size_t bytes) {
+  void* p = scratch_or_null(bytes, 0);
+  if (!p) throw std::bad_alloc();
+  return p;
 }
 
 #define RNNEXT_DECLARE(ns)                  \

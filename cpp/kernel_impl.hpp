@@ -30,7 +30,10 @@
 
 namespace rnnext {
 
-// The calling thread's scratch buffer of at least `bytes`, 64-byte aligned.
+// The calling thread's scratch buffer number `slot` (0 or 1) of at least
+// `bytes`, 64-byte aligned; nullptr if it cannot be had. scratch is buffer 0
+// and throws std::bad_alloc instead.
+void* scratch_or_null(std::size_t bytes, int slot) noexcept;
 void* scratch(std::size_t bytes);
 
 namespace RNNEXT_ISA {
@@ -39,6 +42,7 @@ namespace {
 constexpr int MR = RNNEXT_MR;
 constexpr int NR = RNNEXT_NR;
 constexpr long ROWS = RNNEXT_ROWS;
+constexpr long PACK_ABOVE = 512 * 1024;  // bytes of a block's states (see below)
 constexpr long FOLD = 4;  // blocks whose partial gradients are summed first
 
 template <class T>
@@ -305,18 +309,20 @@ inline void gemm(T* C, long ldc, const T* A, long sam, long sak, const T* Bm,
   }
 }
 
-// C (M x N) = sum over K2 runs of K tokens of A_k^T B_k: token k of run u
-// is row u*ra + k of A (lda wide) and of B (ldb wide).
+// C (M x N) = sum over K2 runs of K tokens of A_k^T B_k. Token k of run u
+// is row u*rb + k of B (ldb wide); its values of A for rows i .. i+MR-1 of
+// C start at A + i*ai + u*sa2 + k*sak, one apart.
 template <class T>
-inline void gemm_tn(T* C, long ldc, const T* A, long lda, const T* Bm,
-                    long ldb, long M, long N, long K, long K2, long ra) {
+inline void gemm_tn(T* C, long ldc, const T* A, long ai, long sak, long sa2,
+                    const T* Bm, long ldb, long rb, long M, long N, long K,
+                    long K2) {
   constexpr int L = simd<T>::L;
   for (long j = 0; j < N; j += NR * L) {
     const int q = int(min(NR, (N - j) / L));
     for (long i = 0; i < M; i += MR)
       edge_tile<T, false>(int(min(MR, M - i)), q, C + i * ldc + j, ldc,
-                          A + i, 1, lda, Bm + j, ldb, K, K2, ra * lda,
-                          ra * ldb);
+                          A + i * ai, 1, sak, Bm + j, ldb, K, K2, sa2,
+                          rb * ldb);
   }
 }
 
@@ -515,8 +521,31 @@ void block_gradients(const Job<T>& J, const Work<T>& W, long blk) {
   // dW_softmax = sum h_t^T dlogits_t, dW_hidden = sum h_{t-1}^T dz_t; the
   // columns of V past its last whole vector are taken apart below
   const long Vf = V / L * L;
-  gemm_tn(dWs, Vp, h + B * Hq, Hq, dl, Vp, H, Vf, m, Tn, B);
-  gemm_tn(dWh, Hp, h, Hq, dz, Hq, H, Hp, m, Tn, B);
+  // When the block's states are too large for this core's cache, each
+  // tile's reads of h, one row per token, would stride across pages: h_0 ..
+  // h_T are packed instead, for each run of MR hidden units the tokens in
+  // order, MR values each. Both ways do the same arithmetic; a thread that
+  // cannot have the buffer (a pool thread must not throw) takes the first.
+  const long n = (Tn + 1) * m, Hm = round_up(H, MR);
+  const std::size_t pack = std::size_t(n * Hm) * sizeof(T);
+  T* hk = n * Hp * long(sizeof(T)) > PACK_ABOVE
+              ? static_cast<T*>(scratch_or_null(pack, 1))
+              : nullptr;
+  if (hk) {
+    for (long t = 0; t <= Tn; ++t)
+      for (long r = 0; r < m; ++r) {
+        const T* src = h + (t * B + r) * Hq;
+        T* dst = hk + (t * m + r) * MR;
+        for (long i = 0; i < Hm; i += MR)
+          for (long u = 0; u < MR; ++u)
+            dst[i * n + u] = i + u < H ? src[i + u] : T(0);
+      }
+    gemm_tn(dWs, Vp, hk + m * MR, n, MR, m * MR, dl, Vp, B, H, Vf, m, Tn);
+    gemm_tn(dWh, Hp, hk, n, MR, m * MR, dz, Hq, B, H, Hp, m, Tn);
+  } else {
+    gemm_tn(dWs, Vp, h + B * Hq, 1, Hq, B * Hq, dl, Vp, B, H, Vf, m, Tn);
+    gemm_tn(dWh, Hp, h, 1, Hq, B * Hq, dz, Hq, B, H, Hp, m, Tn);
+  }
 
   // out = the sum over the block's tokens of their rows of src (n columns,
   // token (t, r) at src + (t*B + r)*ld), each row times wt[(t*B + r)*ws]

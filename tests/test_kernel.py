@@ -110,6 +110,20 @@ def test_loss_and_grads_match_oracle(H, V, B, T, dtype):
         assert_close(grads[name], grads_ref[name], tol, name)
 
 
+# A block whose states exceed half a megabyte has them repacked before its
+# weight gradients; here the first block (8 rows) is repacked and the second
+# (3 rows) is not, and H is not a whole number of register tiles.
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_grads_of_long_blocks_match_oracle(dtype):
+    model, oracle, X, Y, h0 = make_problem(500, 37, 11, 40, dtype)
+    loss, grads, h_T = model.loss_and_grads(X, Y, h0)
+    loss_ref, grads_ref, h_T_ref = ref.loss_and_grads(oracle, X, Y, h0)
+    tol = TOL[dtype]
+    assert_close(loss, loss_ref, tol, "loss")
+    for name in grads_ref:
+        assert_close(grads[name], grads_ref[name], tol, name)
+
+
 def logit_range(params):
     """max_v (b + sum_k |W|) - max_v (b - sum_k |W|) of the softmax layer."""
     a = np.abs(params["W_softmax"].astype(np.float64)).sum(axis=0)
