@@ -532,13 +532,15 @@ void block_gradients(const Job<T>& J, const Work<T>& W, long blk) {
               ? static_cast<T*>(scratch_or_null(pack, 1))
               : nullptr;
   if (hk) {
+    // (a tile reads no values past H, so none are written)
     for (long t = 0; t <= Tn; ++t)
       for (long r = 0; r < m; ++r) {
         const T* src = h + (t * B + r) * Hq;
         T* dst = hk + (t * m + r) * MR;
-        for (long i = 0; i < Hm; i += MR)
-          for (long u = 0; u < MR; ++u)
-            dst[i * n + u] = i + u < H ? src[i + u] : T(0);
+        long i = 0;
+        for (; i + MR <= H; i += MR)
+          for (int u = 0; u < MR; ++u) dst[i * n + u] = src[i + u];
+        for (; i < H; ++i) dst[i / MR * MR * n + i % MR] = src[i];
       }
     gemm_tn(dWs, Vp, hk + m * MR, n, MR, m * MR, dl, Vp, B, H, Vf, m, Tn);
     gemm_tn(dWh, Hp, hk, n, MR, m * MR, dz, Hq, B, H, Hp, m, Tn);
@@ -777,13 +779,17 @@ Outcome fused(const Job<T>& J) {
         for (long i = i0; i < i1; ++i)
           for (long j = x.cols[k]; j < x.ld[k]; ++j) dst[k][i * x.ld[k] + j] = pad;
     });
+    // rows c0 .. c1-1 of dst (Hp wide) = columns c0 .. c1-1 of src (H rows,
+    // n wide), zero past H; eight rows of src at a time, read along them
+    auto transpose = [&](T* dst, const T* src, long n, long c0, long c1) {
+      for (long i0 = 0; i0 < Hp; i0 += 8)
+        for (long c = c0; c < c1; ++c)
+          for (long i = i0; i < i0 + 8 && i < Hp; ++i)
+            dst[c * Hp + i] = i < H ? src[i * n + c] : T(0);
+    };
     if (J.mode != Mode::evaluate)
-      for (long j = H * g / ng; j < H * (g + 1) / ng; ++j)
-        for (long i = 0; i < Hp; ++i)
-          x.P.WhT[j * Hp + i] = i < H ? J.param[1][i * H + j] : T(0);
-    for (long v = V * g / ng; v < V * (g + 1) / ng; ++v)
-      for (long i = 0; i < Hp; ++i)
-        x.P.WsT[v * Hp + i] = i < H ? J.param[3][i * V + v] : T(0);
+      transpose(x.P.WhT, J.param[1], H, H * g / ng, H * (g + 1) / ng);
+    transpose(x.P.WsT, J.param[3], V, V * g / ng, V * (g + 1) / ng);
   }, &ctx);
 
   // the logits' bound (see Padded), from the rows of W_softmax^T
