@@ -111,8 +111,9 @@ def test_loss_and_grads_match_oracle(H, V, B, T, dtype):
 
 
 # A block whose states exceed half a megabyte has them repacked before its
-# weight gradients; here the first block (8 rows) is repacked and the second
-# (3 rows) is not, and H is not a whole number of register tiles.
+# weight gradients. With AVX-512's blocks of 8 rows, the first block here is
+# repacked and the second (3 rows) is not; H is not a whole number of
+# register tiles.
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_grads_of_long_blocks_match_oracle(dtype):
     model, oracle, X, Y, h0 = make_problem(500, 37, 11, 40, dtype)
