@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -105,19 +107,52 @@ struct Ids {
   char kind;
   py::ssize_t size;
 
+  // (ids may be unaligned: a view at any byte offset of a buffer)
+  template <class I>
+  static I get(const char* p) {
+    I x;
+    std::memcpy(&x, p, sizeof x);
+    return x;
+  }
+
   template <class I>
   I at(long r, long c) const {
-    return *reinterpret_cast<const I*>(data + r * stride[0] + c * stride[1]);
+    return get<I>(data + r * stride[0] + c * stride[1]);
   }
 
   // out (rows, n) = the columns c0 .. c0+n as int32 (out may be null to
-  // only check); bad = the first (row, col) with an id outside [0, V).
+  // only check); bad = the first (row, col) with an id outside [0, V), which
+  // is copied as 0. Contiguous ids are first read in a loop that vectorizes,
+  // rows that follow one another in memory as one run; only if that finds a
+  // bad id are they read again, one at a time.
   template <class I>
   void copy(long c0, long n, long V, int32_t* out, long* bad) const {
+    const uint64_t top = uint64_t(V);
+    const py::ssize_t s = stride[1];
+    // the quick pass compares in I's own width: x >= 0 and x < lim, or
+    // only x >= 0 when every such x of I is below V
+    constexpr I most = std::numeric_limits<I>::max();
+    const bool all = top > uint64_t(most);
+    const I lim = all ? most : I(V);
+    if (s == py::ssize_t(sizeof(I))) {
+      const bool flat = stride[0] == n * s;
+      const long runs = flat ? 1 : rows, len = flat ? rows * n : n;
+      int ok = 1;
+      for (long r = 0; r < runs; ++r) {
+        const char* p = data + r * stride[0] + c0 * s;
+        int32_t* o = out ? out + r * len : nullptr;
+        for (long c = 0; c < len; ++c) {
+          const I x = get<I>(p + c * s);
+          ok &= int(x >= I(0)) & int(all | (x < lim));
+          if (o) o[c] = int32_t(x);
+        }
+      }
+      if (ok) return;
+    }
     for (long r = 0; r < rows; ++r)
       for (long c = 0; c < n; ++c) {
         I x = at<I>(r, c0 + c);
-        if (!(x >= 0 && static_cast<uint64_t>(x) < static_cast<uint64_t>(V))) {
+        if (!(uint64_t(x) < top)) {
           if (bad[0] < 0) bad[0] = r, bad[1] = c0 + c;
           x = 0;
         }
@@ -159,7 +194,9 @@ Ids ids_view(py::array& a, const std::string& name) {
   if (a.shape(0) < 1 || a.shape(1) < 1)
     throw py::value_error(name + " has shape " + shape_str(a) +
                           ": expected at least one row and one step");
-  if (!a.dtype().attr("isnative").cast<bool>())
+  const char order = a.dtype().byteorder();
+  const char native = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ ? '<' : '>';
+  if (order != '=' && order != '|' && order != native)
     a = a.attr("astype")(a.dtype().attr("newbyteorder")("="));
   return Ids{static_cast<const char*>(a.data()), {a.strides(0), a.strides(1)},
              long(a.shape(0)), long(a.shape(1)), kind, a.dtype().itemsize()};

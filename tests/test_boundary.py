@@ -111,6 +111,69 @@ def test_strided_ids_give_the_same_result_as_a_copy(kind, batch):
     assert np.array_equal(strided[-1], copied[-1])
 
 
+INT_DTYPES = ["i1", "u1", "<i2", ">i2", "<u2", "<i4", ">i4", "<u4", "<i8", ">u8"]
+
+
+def laid_out(a, layout):
+    """a's values as C-contiguous, as rows that do not follow one another
+    (a slice of wider rows), or one byte off the alignment of the dtype."""
+    if layout == "C":
+        return a.copy()
+    if layout == "sliced":
+        wide = np.zeros((a.shape[0], a.shape[1] + 3), dtype=a.dtype)
+        wide[:, 1 : 1 + a.shape[1]] = a
+        return wide[:, 1 : 1 + a.shape[1]]
+    raw = np.zeros(a.nbytes + 1, dtype=np.uint8)
+    out = np.frombuffer(raw.data, dtype=a.dtype, count=a.size, offset=1)
+    out = out.reshape(a.shape)
+    out[...] = a
+    return out
+
+
+@pytest.mark.parametrize("layout", ["C", "sliced", "unaligned"])
+@pytest.mark.parametrize("dtype", INT_DTYPES)
+def test_ids_of_any_integer_dtype_and_layout_read_alike(dtype, layout, batch):
+    X, Y, h0 = batch
+    Xd, Yd = laid_out(X.astype(dtype), layout), laid_out(Y.astype(dtype), layout)
+    assert layout != "unaligned" or not Xd.flags.aligned or Xd.itemsize == 1
+    got = rnnext.CharRNN(V, H).evaluate(Xd, Yd, h0)
+    want = rnnext.CharRNN(V, H).evaluate(X.astype(np.int32), Y.astype(np.int32), h0)
+    assert got[0] == want[0]
+    assert np.array_equal(got[1], want[1])
+
+
+@pytest.mark.parametrize("layout", ["C", "sliced", "unaligned"])
+@pytest.mark.parametrize("dtype", INT_DTYPES)
+def test_a_bad_id_is_found_in_any_dtype_and_layout(dtype, layout, batch):
+    X, Y, h0 = batch
+    dt = np.dtype(dtype)
+    bads = [V, np.iinfo(dt).max] + ([-1, np.iinfo(dt).min] if dt.kind == "i" else [])
+    for bad in bads:
+        Yb = Y.astype(dt)
+        Yb[1, 2] = bad
+        Yb = laid_out(Yb, layout)
+        with pytest.raises(ValueError, match=rf"Y\[1, 2\] = {bad} is not a valid id"):
+            rnnext.CharRNN(V, H).evaluate(X, Yb, h0)
+
+
+def test_ids_are_checked_against_a_vocabulary_past_their_dtype():
+    # every uint8 is below 300; an int8 is valid unless negative
+    V3 = 300
+    model = rnnext.CharRNN(V3, H)
+    h0 = np.zeros((2, H))
+    top = np.array([[255, 0, 7], [1, 255, 254]])
+    got = model.evaluate(top.astype(np.uint8), top.astype(np.uint8), h0)
+    want = model.evaluate(top, top, h0)
+    assert got[0] == want[0]
+    small = np.array([[127, 0, 7], [1, 127, 126]], dtype=np.int8)
+    assert model.evaluate(small, small, h0)[0] == model.evaluate(
+        small.astype(np.int64), small.astype(np.int64), h0
+    )[0]
+    small[1, 0] = -128
+    with pytest.raises(ValueError, match=r"X\[1, 0\] = -128 is not a valid id"):
+        model.evaluate(small, small, h0)
+
+
 # h0
 
 
