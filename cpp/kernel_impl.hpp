@@ -103,7 +103,50 @@ inline T hmax(vec<T> x) {
   else return x[0];
 }
 inline long min(long a, long b) { return a < b ? a : b; }
-inline long round_up(long n, long m) { return (n + m - 1) / m * m; }
+constexpr long round_up(long n, long m) { return (n + m - 1) / m * m; }
+
+// In each run of 2b lanes, lo holds x's first b lanes and then y's first
+// b, hi their second b; returns lo + hi. Folding N vectors in pairs with b
+// = 1, 2, .., N/2 leaves one vector whose lane r of each run of N lanes is
+// a partial sum of the lanes of vector r.
+template <class T, int b, int... j>
+inline vec<T> fold(vec<T> x, vec<T> y, std::integer_sequence<int, j...>) {
+  typedef typename simd<T>::i I;
+  constexpr int L = simd<T>::L;
+  return __builtin_shuffle(x, y, I{(j % (2 * b) < b ? j : L + j - b)...}) +
+         __builtin_shuffle(x, y, I{(j % (2 * b) < b ? j + b : L + j)...});
+}
+// Each lane r < N plus lanes r + N, r + 2N, ..: rotations by L/2 .. N.
+template <class T, int N, int half = simd<T>::L / 2>
+inline vec<T> add_runs(vec<T> x) {
+  if constexpr (half >= N) {
+    x += rotate<T, half>(x, std::make_integer_sequence<int, simd<T>::L>{});
+    return add_runs<T, N, half / 2>(x);
+  } else {
+    return x;
+  }
+}
+// The sums of the lanes of v[0] .. v[N-1] in lanes 0 .. N-1, for N a power
+// of 2 up to L: the horizontal sums of N rows in a few shuffles each,
+// instead of a tree per row. Overwrites v.
+template <class T, int N, int b = 1>
+inline vec<T> row_sums(vec<T>* v) {
+  if constexpr (b < N) {
+#pragma GCC unroll 16
+    for (int i = 0; i < N / b; i += 2)
+      v[i / 2] = fold<T, b>(v[i], v[i + 1],
+                            std::make_integer_sequence<int, simd<T>::L>{});
+    return row_sums<T, N, 2 * b>(v);
+  } else {
+    return add_runs<T, N>(v[0]);
+  }
+}
+// Whether a block's rows fit the lanes of one vector, for row_sums.
+template <class T>
+constexpr bool across = ROWS <= simd<T>::L && (ROWS & (ROWS - 1)) == 0;
+// Per-row values of a block, in vectors: ROWS rounded up to a vector.
+template <class T>
+constexpr long RL = round_up(ROWS, simd<T>::L);
 
 inline float sqrt_(float x) { return __builtin_sqrtf(x); }
 inline double sqrt_(double x) { return __builtin_sqrt(x); }
@@ -246,18 +289,21 @@ inline vec<T> vtanh(vec<T> x) {
 
 // C (+)= A B for one register tile of M rows and Q vectors:
 // C[m][j] = sum_k A(m, k) B[k][j] with A(m, k) = A[m*sam + k*sak].
+// Without ACC, the sums start from the row `init` if given, else from 0.
 // With K2 > 1 the sum runs over K2 runs of K: run u starts at A + u*sa2 and
 // Bm + u*sb2.
 template <class T, int M, int Q, bool ACC>
 inline void tile(T* C, long ldc, const T* A, long sam, long sak, const T* Bm,
-                 long ldb, long K, long K2, long sa2, long sb2) {
+                 long ldb, long K, long K2, long sa2, long sb2, const T* init) {
   constexpr int L = simd<T>::L;
   vec<T> c[M][Q];
 #pragma GCC unroll 8
   for (int m = 0; m < M; ++m)
 #pragma GCC unroll 4
     for (int q = 0; q < Q; ++q)
-      c[m][q] = ACC ? load(C + m * ldc + q * L) : vec<T>{};
+      c[m][q] = ACC    ? load(C + m * ldc + q * L)
+                : init ? load(init + q * L)
+                       : vec<T>{};
 
   for (long u = 0; u < K2; ++u)
   for (long k = 0; k < K; ++k) {
@@ -283,29 +329,31 @@ inline void tile(T* C, long ldc, const T* A, long sam, long sak, const T* Bm,
 // Picks the tile instantiation for an edge tile of m <= M rows, q <= Q vectors.
 template <class T, bool ACC, int M = MR, int Q = NR>
 inline void edge_tile(int m, int q, T* C, long ldc, const T* A, long sam,
-                      long sak, const T* Bm, long ldb, long K, long K2 = 1,
-                      long sa2 = 0, long sb2 = 0) {
+                      long sak, const T* Bm, long ldb, long K, long K2,
+                      long sa2, long sb2, const T* init) {
   if constexpr (M > 1)
     if (m < M)
       return edge_tile<T, ACC, M - 1, Q>(m, q, C, ldc, A, sam, sak, Bm, ldb, K,
-                                         K2, sa2, sb2);
+                                         K2, sa2, sb2, init);
   if constexpr (Q > 1)
     if (q < Q)
       return edge_tile<T, ACC, M, Q - 1>(m, q, C, ldc, A, sam, sak, Bm, ldb, K,
-                                         K2, sa2, sb2);
-  tile<T, M, Q, ACC>(C, ldc, A, sam, sak, Bm, ldb, K, K2, sa2, sb2);
+                                         K2, sa2, sb2, init);
+  tile<T, M, Q, ACC>(C, ldc, A, sam, sak, Bm, ldb, K, K2, sa2, sb2, init);
 }
 
-// C (M x N, N a whole number of vectors) (+)= A (M x K) B (K x N).
+// C (M x N, N a whole number of vectors) (+)= A (M x K) B (K x N); without
+// ACC, each row of C starts from `init` (N wide) if given.
 template <class T, bool ACC>
 inline void gemm(T* C, long ldc, const T* A, long sam, long sak, const T* Bm,
-                 long ldb, long M, long N, long K) {
+                 long ldb, long M, long N, long K, const T* init = nullptr) {
   constexpr int L = simd<T>::L;
   for (long j = 0; j < N; j += NR * L) {
     int q = int(min(NR, (N - j) / L));
     for (long i = 0; i < M; i += MR)
       edge_tile<T, ACC>(int(min(MR, M - i)), q, C + i * ldc + j, ldc,
-                        A + i * sam, sam, sak, Bm + j, ldb, K);
+                        A + i * sam, sam, sak, Bm + j, ldb, K, 1, 0, 0,
+                        init ? init + j : nullptr);
   }
 }
 
@@ -322,56 +370,121 @@ inline void gemm_tn(T* C, long ldc, const T* A, long ai, long sak, long sa2,
     for (long i = 0; i < M; i += MR)
       edge_tile<T, false>(int(min(MR, M - i)), q, C + i * ldc + j, ldc,
                           A + i * ai, 1, sak, Bm + j, ldb, K, K2, sa2,
-                          rb * ldb);
+                          rb * ldb, nullptr);
   }
 }
 
-// Softmax cross-entropy of m <= ROWS rows of logits z + bias (z Vp wide with
-// finite padding, bias at -inf past V), row r's target at y[r * ys].
-// -log p[y] = log(s) + mx - zb[y] with zb = z + bias, mx the row's max of
-// zb (0 if `shifted`: the bias has a bound on every logit taken off) and
-// s = sum exp(zb - mx): adds mx - zb[y] to `linear` and multiplies
-// `product` by s (folding it into `logs` before it can overflow), so that
-// the caller takes one logarithm for many rows. With `grad`, overwrites
-// each row with (p - onehot(y)) * w. Each pass runs over all the rows
-// before the next begins, so that their chains overlap.
+// tl[c*RL + r] = logit Vf + c of row r, with its bias, for the columns past
+// V's last whole vector: dot products with rows of W_softmax^T (in a tile
+// each would cost a vector of FMAs per hidden unit). Rows past m get the
+// bias alone.
 template <class T>
-inline void softmax_xent(T* z, long m, long Vp, const T* bias, bool shifted,
-                         const int32_t* y, long ys, bool grad, T w,
-                         double& linear, double& product, double& logs) {
+inline void tail_logits(T* tl, const T* h, long Hq, long Hp, const T* WsT,
+                        const T* bias, long Vf, long V, long m) {
   constexpr int L = simd<T>::L;
-  T mx[ROWS], zy[ROWS], s[ROWS];
+  for (long c = Vf; c < V; ++c) {
+    T* out = tl + (c - Vf) * RL<T>;
+    const T* wc = WsT + c * Hp;
+    if constexpr (across<T>) {
+      vec<T> a[ROWS];
+#pragma GCC unroll 16
+      for (int r = 0; r < ROWS; ++r) {
+        a[r] = vec<T>{};
+        if (r < m)
+          for (long j = 0; j < Hp; j += L)
+            a[r] += load(h + r * Hq + j) * load(wc + j);
+      }
+      store(out, row_sums<T, ROWS>(a) + bias[c]);
+    } else {
+      for (long r = 0; r < RL<T>; ++r) {
+        vec<T> a{};
+        if (r < m)
+          for (long j = 0; j < Hp; j += L)
+            a += load(h + r * Hq + j) * load(wc + j);
+        out[r] = bias[c] + hsum<T>(a);
+      }
+    }
+  }
+}
+
+// Softmax cross-entropy of m <= ROWS rows of logits z (Vp wide, the bias
+// added), row r's target at y[r * ys]. Columns 0 .. Vw-1 are whole vectors,
+// -inf past V; when Vw < V, columns Vw .. V-1 (fewer than a vector) are in
+// tl, laid out by tail_logits, and are taken for all the rows at once.
+// -log p[y] = log(s) + mx - z[y] with mx the row's max (0 if `shifted`: the
+// bias has a bound on every logit taken off) and s = sum exp(z - mx): adds
+// mx - z[y] to `linear` and multiplies `product` by s (folding it into
+// `logs` before it can overflow), so that the caller takes one logarithm
+// for many rows. With `grad`, overwrites each row with (p - onehot(y)) * w,
+// 0 past V. Each pass runs over all the rows before the next begins, so
+// that their chains overlap.
+template <class T>
+inline void softmax_xent(T* z, long m, long Vp, long Vw, long V, T* tl,
+                         bool shifted, const int32_t* y, long ys, bool grad,
+                         T w, double& linear, double& product, double& logs) {
+  constexpr int L = simd<T>::L;
+  const long nt = Vw < V ? V - Vw : 0;  // columns in tl
+  alignas(64) T mx[RL<T>] = {}, s[RL<T>] = {}, f[RL<T>];
+  T zy[ROWS];
   for (long r = 0; r < m; ++r) {
     const T* zr = z + r * Vp;
-    zy[r] = zr[y[r * ys]] + bias[y[r * ys]];
-    mx[r] = T(0);
+    const long yr = y[r * ys];
+    zy[r] = yr < Vw ? zr[yr] : tl[(yr - Vw) * RL<T> + r];
     if (shifted) continue;
-    vec<T> mv = load(zr) + load(bias);
-    for (long v = L; v < Vp; v += L) {
-      vec<T> x = load(zr + v) + load(bias + v);
+    vec<T> mv = splat<T>(-__builtin_inf());
+    for (long v = 0; v < Vw; v += L) {
+      vec<T> x = load(zr + v);
       mv = x > mv ? x : mv;
     }
-    mx[r] = hmax<T>(mv);
+    T top = hmax<T>(mv);
+    for (long c = 0; c < nt; ++c)
+      top = tl[c * RL<T> + r] > top ? tl[c * RL<T> + r] : top;
+    mx[r] = top;
   }
 
-  for (long r = 0; r < m; ++r) {
+  // s = the sums of exp(z - mx): of each row's vectors, then of tl's
+  // columns, all rows at once
+  auto exps = [&](long r) {
     T* zr = z + r * Vp;
     vec<T> sv{};
-    for (long v = 0; v < Vp; v += L) {
-      vec<T> u = load(zr + v) + load(bias + v);
-      vec<T> e = vexp<T>(shifted ? u : u - mx[r]);
+    for (long v = 0; v < Vw; v += L) {
+      vec<T> e = vexp<T>(shifted ? load(zr + v) : load(zr + v) - mx[r]);
       sv += e;
       if (grad) store(zr + v, e);
     }
-    s[r] = hsum<T>(sv);
+    return sv;
+  };
+  if constexpr (across<T>) {
+    vec<T> sv[ROWS];
+#pragma GCC unroll 16
+    for (int r = 0; r < ROWS; ++r) sv[r] = r < m ? exps(r) : vec<T>{};
+    store(s, row_sums<T, ROWS>(sv));
+  } else {
+    for (long r = 0; r < m; ++r) s[r] = hsum<T>(exps(r));
+  }
+  for (long i = 0; i < RL<T>; i += L) {
+    vec<T> si = load(s + i);
+    for (long c = 0; c < nt; ++c) {
+      vec<T> e = vexp<T>(load(tl + c * RL<T> + i) - load(mx + i));
+      store(tl + c * RL<T> + i, e);
+      si += e;
+    }
+    store(s + i, si);
+    if (grad) store(f + i, w / si);
   }
 
   for (long r = 0; r < m; ++r) {
     T* zr = z + r * Vp;
     linear += double(mx[r]) - double(zy[r]);
     if (grad) {
-      const T f = w / s[r];
-      for (long v = 0; v < Vp; v += L) store(zr + v, load(zr + v) * f);
+      const T fr = f[r];
+      for (long v = 0; v < Vw; v += L) store(zr + v, load(zr + v) * fr);
+      if (nt) {  // built in a register: a vector load of just-stored
+                 // scalars would wait for them to reach the cache
+        vec<T> tv{};
+        for (long c = 0; c < nt; ++c) tv[c] = tl[c * RL<T> + r];
+        store(zr + Vw, tv * fr);
+      }
       zr[y[r * ys]] -= w;
     }
     product *= double(s[r]);
@@ -429,6 +542,7 @@ double block(const Job<T>& J, const Padded<T>& P, const Work<T>& W, long blk) {
   // the product of many s stays a normal double if it is folded into the
   // sum whenever it leaves [1e-150, 1e150]
   double linear = 0, logs = 0, product = 1;
+  alignas(64) T tl[simd<T>::L * RL<T>];  // tail_logits' columns
 
   // h_0, padded
   for (long r = 0; r < m; ++r) {
@@ -452,24 +566,15 @@ double block(const Job<T>& J, const Padded<T>& P, const Work<T>& W, long blk) {
       for (long j = 0; j < Hp; j += L)
         store(h + r * Hq + j, vtanh<T>(load(h + r * Hq + j)));
 
-    // logits_t = h_t @ W_softmax + b_softmax, then the loss and its gradient,
-    // the bias added in the softmax; the columns past V's last whole vector,
-    // when few, as dot products with rows of W_softmax^T (in a tile each
-    // costs a vector of FMAs per hidden unit)
+    // logits_t = h_t @ W_softmax + b_softmax, the sums started from the
+    // bias, then the loss and its gradient; the columns past V's last whole
+    // vector, when few, apart (see tail_logits)
     T* z = grad ? W.DL + (t * B + b0) * Vp : W.scratch + blk * ROWS * Vp;
-    gemm<T, false>(z, Vp, h, Hq, 1, P.Ws, Vp, m, dots ? Vf : Vp, H);
-    if (dots) {
-      for (long r = 0; r < m; ++r) store(z + r * Vp + Vf, vec<T>{});
-      for (long c = Vf; c < V; ++c)
-        for (long r = 0; r < m; ++r) {
-          vec<T> a{};
-          for (long j = 0; j < Hp; j += L)
-            a += load(h + r * Hq + j) * load(P.WsT + c * Hp + j);
-          z[r * Vp + c] = hsum<T>(a);
-        }
-    }
-    softmax_xent(z, m, Vp, P.bounded ? P.bsh : P.bs, P.bounded,
-                 J.Y + b0 * J.T + t, J.T, grad, w, linear, product, logs);
+    const T* bias = P.bounded ? P.bsh : P.bs;
+    gemm<T, false>(z, Vp, h, Hq, 1, P.Ws, Vp, m, dots ? Vf : Vp, H, bias);
+    if (dots) tail_logits(tl, h, Hq, Hp, P.WsT, bias, Vf, V, m);
+    softmax_xent(z, m, Vp, dots ? Vf : Vp, V, tl, P.bounded, J.Y + b0 * J.T + t,
+                 J.T, grad, w, linear, product, logs);
 
     // dh_t from the output: dL/dlogits_t @ W_softmax^T
     if (grad)
