@@ -291,12 +291,14 @@ inline vec<T> vtanh(vec<T> x) {
 // C[m][j] = sum_k A(m, k) B[k][j] with A(m, k) = A[m*sam + k*sak].
 // Without ACC, the sums start from the row `init` if given, else from 0.
 // With K2 > 1 the sum runs over K2 runs of K: run u starts at A + u*sa2 and
-// Bm + u*sb2.
-template <class T, int M, int Q, bool ACC>
+// Bm + u*sb2. With SUM, also sums[j] = sum_k B[k][j], in the same order:
+// the additions take the pipes that the FMAs leave free.
+template <class T, int M, int Q, bool ACC, bool SUM = false>
 inline void tile(T* C, long ldc, const T* A, long sam, long sak, const T* Bm,
-                 long ldb, long K, long K2, long sa2, long sb2, const T* init) {
+                 long ldb, long K, long K2, long sa2, long sb2, const T* init,
+                 T* sums = nullptr) {
   constexpr int L = simd<T>::L;
-  vec<T> c[M][Q];
+  vec<T> c[M][Q], cs[Q] = {};
 #pragma GCC unroll 8
   for (int m = 0; m < M; ++m)
 #pragma GCC unroll 4
@@ -312,6 +314,9 @@ inline void tile(T* C, long ldc, const T* A, long sam, long sak, const T* Bm,
     vec<T> bv[Q];
 #pragma GCC unroll 4
     for (int q = 0; q < Q; ++q) bv[q] = load(b + q * L);
+    if constexpr (SUM)
+#pragma GCC unroll 4
+      for (int q = 0; q < Q; ++q) cs[q] += bv[q];
 #pragma GCC unroll 8
     for (int m = 0; m < M; ++m) {
       T am = a[m * sam];
@@ -324,22 +329,26 @@ inline void tile(T* C, long ldc, const T* A, long sam, long sak, const T* Bm,
   for (int m = 0; m < M; ++m)
 #pragma GCC unroll 4
     for (int q = 0; q < Q; ++q) store(C + m * ldc + q * L, c[m][q]);
+  if constexpr (SUM)
+#pragma GCC unroll 4
+    for (int q = 0; q < Q; ++q) store(sums + q * L, cs[q]);
 }
 
 // Picks the tile instantiation for an edge tile of m <= M rows, q <= Q vectors.
-template <class T, bool ACC, int M = MR, int Q = NR>
+template <class T, bool ACC, bool SUM = false, int M = MR, int Q = NR>
 inline void edge_tile(int m, int q, T* C, long ldc, const T* A, long sam,
                       long sak, const T* Bm, long ldb, long K, long K2,
-                      long sa2, long sb2, const T* init) {
+                      long sa2, long sb2, const T* init, T* sums = nullptr) {
   if constexpr (M > 1)
     if (m < M)
-      return edge_tile<T, ACC, M - 1, Q>(m, q, C, ldc, A, sam, sak, Bm, ldb, K,
-                                         K2, sa2, sb2, init);
+      return edge_tile<T, ACC, SUM, M - 1, Q>(m, q, C, ldc, A, sam, sak, Bm,
+                                              ldb, K, K2, sa2, sb2, init, sums);
   if constexpr (Q > 1)
     if (q < Q)
-      return edge_tile<T, ACC, M, Q - 1>(m, q, C, ldc, A, sam, sak, Bm, ldb, K,
-                                         K2, sa2, sb2, init);
-  tile<T, M, Q, ACC>(C, ldc, A, sam, sak, Bm, ldb, K, K2, sa2, sb2, init);
+      return edge_tile<T, ACC, SUM, M, Q - 1>(m, q, C, ldc, A, sam, sak, Bm,
+                                              ldb, K, K2, sa2, sb2, init, sums);
+  tile<T, M, Q, ACC, SUM>(C, ldc, A, sam, sak, Bm, ldb, K, K2, sa2, sb2, init,
+                          sums);
 }
 
 // C (M x N, N a whole number of vectors) (+)= A (M x K) B (K x N); without
@@ -357,21 +366,34 @@ inline void gemm(T* C, long ldc, const T* A, long sam, long sak, const T* Bm,
   }
 }
 
+// Whether a tile of MR x NR has registers left for NR column sums.
+constexpr bool fused_sums = MR * NR + 2 * NR + 1 <= (RNNEXT_VBYTES == 64 ? 32 : 16);
+
 // C (M x N) = sum over K2 runs of K tokens of A_k^T B_k. Token k of run u
 // is row u*rb + k of B (ldb wide); its values of A for rows i .. i+MR-1 of
-// C start at A + i*ai + u*sa2 + k*sak, one apart.
+// C start at A + i*ai + u*sa2 + k*sak, one apart. If `sums` is given, it
+// gets the sums of the tokens' rows of B (N wide), taken by the first row
+// of tiles; returns whether it did (not when the tile has no registers for
+// them).
 template <class T>
-inline void gemm_tn(T* C, long ldc, const T* A, long ai, long sak, long sa2,
+inline bool gemm_tn(T* C, long ldc, const T* A, long ai, long sak, long sa2,
                     const T* Bm, long ldb, long rb, long M, long N, long K,
-                    long K2) {
+                    long K2, T* sums = nullptr) {
   constexpr int L = simd<T>::L;
   for (long j = 0; j < N; j += NR * L) {
     const int q = int(min(NR, (N - j) / L));
-    for (long i = 0; i < M; i += MR)
-      edge_tile<T, false>(int(min(MR, M - i)), q, C + i * ldc + j, ldc,
-                          A + i * ai, 1, sak, Bm + j, ldb, K, K2, sa2,
-                          rb * ldb, nullptr);
+    for (long i = 0; i < M; i += MR) {
+      const int mi = int(min(MR, M - i));
+      if (fused_sums && sums && i == 0)
+        edge_tile<T, false, fused_sums>(mi, q, C + j, ldc, A, 1, sak, Bm + j,
+                                        ldb, K, K2, sa2, rb * ldb, nullptr,
+                                        sums + j);
+      else
+        edge_tile<T, false>(mi, q, C + i * ldc + j, ldc, A + i * ai, 1, sak,
+                            Bm + j, ldb, K, K2, sa2, rb * ldb, nullptr);
+    }
   }
+  return fused_sums && sums;
 }
 
 // tl[c*RL + r] = logit Vf + c of row r, with its bias, for the columns past
@@ -636,6 +658,7 @@ void block_gradients(const Job<T>& J, const Work<T>& W, long blk) {
   T* hk = n * Hp * long(sizeof(T)) > PACK_ABOVE
               ? static_cast<T*>(scratch_or_null(pack, 1))
               : nullptr;
+  bool fused;  // whether the products took the bias gradients too
   if (hk) {
     // (a tile reads no values past H, so none are written)
     for (long t = 0; t <= Tn; ++t)
@@ -647,11 +670,13 @@ void block_gradients(const Job<T>& J, const Work<T>& W, long blk) {
           for (int u = 0; u < MR; ++u) dst[i * n + u] = src[i + u];
         for (; i < H; ++i) dst[i / MR * MR * n + i % MR] = src[i];
       }
-    gemm_tn(dWs, Vp, hk + m * MR, n, MR, m * MR, dl, Vp, B, H, Vf, m, Tn);
-    gemm_tn(dWh, Hp, hk, n, MR, m * MR, dz, Hq, B, H, Hp, m, Tn);
+    fused = gemm_tn(dWs, Vp, hk + m * MR, n, MR, m * MR, dl, Vp, B, H, Vf, m,
+                    Tn, dbs);
+    gemm_tn(dWh, Hp, hk, n, MR, m * MR, dz, Hq, B, H, Hp, m, Tn, dbh);
   } else {
-    gemm_tn(dWs, Vp, h + B * Hq, 1, Hq, B * Hq, dl, Vp, B, H, Vf, m, Tn);
-    gemm_tn(dWh, Hp, h, 1, Hq, B * Hq, dz, Hq, B, H, Hp, m, Tn);
+    fused = gemm_tn(dWs, Vp, h + B * Hq, 1, Hq, B * Hq, dl, Vp, B, H, Vf, m,
+                    Tn, dbs);
+    gemm_tn(dWh, Hp, h, 1, Hq, B * Hq, dz, Hq, B, H, Hp, m, Tn, dbh);
   }
 
   // out = the sum over the block's tokens of their rows of src (n columns,
@@ -686,9 +711,14 @@ void block_gradients(const Job<T>& J, const Work<T>& W, long blk) {
   for (long k = 0; k < H; ++k)
     for (long c = V; c < Vp; ++c) dWs[k * Vp + c] = T(0);
 
-  // db_softmax, db_hidden; dW_input[x] += dz, in token order
-  column_sums(dbs, dl, Vp, Vp, nullptr, 0);
-  column_sums(dbh, dz, Hq, Hp, nullptr, 0);
+  // db_softmax, db_hidden, where the products above did not take them;
+  // dW_input[x] += dz, in token order
+  if (fused) {
+    column_sums(dbs + Vf, dl + Vf, Vp, Vp - Vf, nullptr, 0);
+  } else {
+    column_sums(dbs, dl, Vp, Vp, nullptr, 0);
+    column_sums(dbh, dz, Hq, Hp, nullptr, 0);
+  }
   for (long i = 0; i < V * Hp; i += L) store(dWi + i, vec<T>{});
   for (long t = 0; t < Tn; ++t)
     for (long r = 0; r < m; ++r) {
