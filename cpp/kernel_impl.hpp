@@ -704,12 +704,12 @@ void block_gradients(const Job<T>& J, const Work<T>& W, long blk) {
   // column c of those: sum dlogits_t[c] h_t, a vector over H (in a tile
   // over H it would cost a whole vector of FMAs per hidden unit and token)
   T* col = W.tail + blk * Hp;
+  if (Vf < Vp)
+    for (long k = 0; k < H; ++k) store(dWs + k * Vp + Vf, vec<T>{});
   for (long c = Vf; c < V; ++c) {
     column_sums(col, h + B * Hq, Hq, Hp, dl + c, Vp);
     for (long k = 0; k < H; ++k) dWs[k * Vp + c] = col[k];
   }
-  for (long k = 0; k < H; ++k)
-    for (long c = V; c < Vp; ++c) dWs[k * Vp + c] = T(0);
 
   // db_softmax, db_hidden, where the products above did not take them;
   // dW_input[x] += dz, in token order
