@@ -79,6 +79,40 @@ def rate(x: Any, times: Times, best: bool = False) -> float:
     return x.tokens / (min(ts) if best else statistics.median(ts))
 
 
+def paired(fast: Any, slow: Any, times: Times) -> float:
+    """The median over rounds of slow's time per token over fast's, both
+    from the same round: a slow spell of the host that lasts a round
+    cancels out of it."""
+    a, b = times[id(fast)], times[id(slow)]
+    return statistics.median(
+        (tb / slow.tokens) / (ta / fast.tokens) for ta, tb in zip(a, b)
+    )
+
+
+def paired_table(
+    steps: dict[str, dict[str, Any]],
+    f64: dict[str, Any],
+    threads: dict[tuple[str, int], Any],
+    times: Times,
+) -> str:
+    impls = [i for i in ("numpy", "torch") if i in next(iter(steps.values()))]
+    header = ["config"] + [f"rnnext / {LABEL[i]}" for i in impls]
+    header += ["f32 / f64", "2 threads / 1"]
+    rows = []
+    for config, runs in steps.items():
+        row = [config]
+        row += [f"{paired(runs['rnnext'], runs[i], times):.2f}" for i in impls]
+        row.append(f"{paired(runs['rnnext'], f64[config], times):.2f}")
+        two = threads.get(("rnnext", 2)), threads.get(("rnnext", 1))
+        row.append(
+            f"{paired(two[0], two[1], times):.2f}"
+            if config == "tutorial" and None not in two
+            else ""
+        )
+        rows.append(row)
+    return table(header, rows)
+
+
 def si(r: float) -> str:
     for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if r >= scale:
@@ -206,6 +240,9 @@ def main() -> None:
     print(step_table(steps, times, limit) + "\n")
     print("The same from each workload's fastest round (the quietest moments)\n")
     print(step_table(steps, times, limit, best=True) + "\n")
+
+    print("Ratios taken within each round, then the median over rounds\n")
+    print(paired_table(steps, f64, threads, times) + "\n")
 
     rows = []
     for c, runs in steps.items():

@@ -117,7 +117,8 @@ def rnnext_impl(
     opt = rnnext.Adagrad(model, LR, INITIAL_ACCUMULATOR, EPS)
 
     def step(X, Y, h):
-        rnnext.set_num_threads(threads)
+        if rnnext.get_num_threads() != threads:  # another Impl changed it
+            rnnext.set_num_threads(threads)
         return opt.step(X, Y, h)
 
     label = "rnnext" if threads == THREADS else f"rnnext, {threads} thread"
