@@ -21,7 +21,7 @@
 #include <cstdint>
 #include <utility>
 
-#if defined(__AVX512F__)
+#if defined(__AVX__)
 #include <immintrin.h>
 #endif
 
@@ -102,6 +102,41 @@ inline T hmax(vec<T> x) {
   if constexpr (half > 1) return hmax<T, half / 2>(x);
   else return x[0];
 }
+// a > b ? a : b and a < b ? a : b, lane by lane, in one instruction where
+// there is one; b where either is NaN, so a clamp that takes its bound as
+// a passes a NaN through.
+template <class T>
+inline vec<T> vmax(vec<T> a, vec<T> b) {
+#if defined(__AVX512F__) && RNNEXT_VBYTES == 64
+  if constexpr (sizeof(T) == 4)
+    return vec<T>(_mm512_max_ps(__m512(a), __m512(b)));
+  else
+    return vec<T>(_mm512_max_pd(__m512d(a), __m512d(b)));
+#elif defined(__AVX__) && RNNEXT_VBYTES == 32
+  if constexpr (sizeof(T) == 4)
+    return vec<T>(_mm256_max_ps(__m256(a), __m256(b)));
+  else
+    return vec<T>(_mm256_max_pd(__m256d(a), __m256d(b)));
+#else
+  return a > b ? a : b;
+#endif
+}
+template <class T>
+inline vec<T> vmin(vec<T> a, vec<T> b) {
+#if defined(__AVX512F__) && RNNEXT_VBYTES == 64
+  if constexpr (sizeof(T) == 4)
+    return vec<T>(_mm512_min_ps(__m512(a), __m512(b)));
+  else
+    return vec<T>(_mm512_min_pd(__m512d(a), __m512d(b)));
+#elif defined(__AVX__) && RNNEXT_VBYTES == 32
+  if constexpr (sizeof(T) == 4)
+    return vec<T>(_mm256_min_ps(__m256(a), __m256(b)));
+  else
+    return vec<T>(_mm256_min_pd(__m256d(a), __m256d(b)));
+#else
+  return a < b ? a : b;
+#endif
+}
 inline long min(long a, long b) { return a < b ? a : b; }
 constexpr long round_up(long n, long m) { return (n + m - 1) / m * m; }
 
@@ -170,7 +205,7 @@ inline void exp_parts(vec<T> x, vec<T>& e, vec<T>& em1) {
   typedef typename S::i I;
   static constexpr Taylor<T> taylor{};
   const T ln2_hi = T(0.693145751953125), ln2_lo = T(1.428606820309417232e-06);
-  vec<T> xc = x < S::lowest ? splat<T>(S::lowest) : x;
+  vec<T> xc = vmax<T>(splat<T>(S::lowest), x);
   vec<T> nr = xc * T(1.4426950408889634) + S::round;
   vec<T> n = nr - S::round;
   vec<T> r = (xc - n * ln2_hi) - n * ln2_lo;
@@ -196,7 +231,7 @@ inline void reduce_ln2(vec<T> x, vec<T>& n, vec<T>& r) {
   typedef simd<T> S;
   const T ln2_hi = T(0.693145751953125), ln2_lo = T(1.428606820309417232e-06);
   constexpr T floor = sizeof(T) == 4 ? T(-104) : T(-746);
-  vec<T> xc = x < floor ? splat<T>(floor) : x;
+  vec<T> xc = vmax<T>(splat<T>(floor), x);
   n = (xc * T(1.4426950408889634) + S::round) - S::round;
   r = (xc - n * ln2_hi) - n * ln2_lo;
 }
@@ -260,7 +295,7 @@ template <class T>
 inline vec<T> vtanh(vec<T> x) {
   if constexpr (sizeof(T) == 4) {
     const T c = T(9);
-    vec<T> a = x < -c ? splat<T>(-c) : (x > c ? splat<T>(c) : x);
+    vec<T> a = vmin<T>(splat<T>(c), vmax<T>(splat<T>(-c), x));
     vec<T> t = a * a;
     vec<T> p = t * T(1.335471467e-08) + T(2.060912448e-05);
     vec<T> q = t * T(7.776581015e-07) + T(3.285639104e-04);
@@ -268,7 +303,7 @@ inline vec<T> vtanh(vec<T> x) {
     p = p * t + T(1.338102818e-01), q = q * t + T(4.671434462e-01);
     p = p * t + T(1), q = q * t + T(1);
     vec<T> y = a * p / q;
-    y = y > T(1) ? splat<T>(1) : (y < T(-1) ? splat<T>(-1) : y);
+    y = vmin<T>(splat<T>(1), vmax<T>(splat<T>(-1), y));
     return x > T(9.01) ? splat<T>(1) : (x < T(-9.01) ? splat<T>(-1) : y);
   } else {
     vec<T> a = x < T(0) ? -x : x;
@@ -367,7 +402,8 @@ inline void gemm(T* C, long ldc, const T* A, long sam, long sak, const T* Bm,
 }
 
 // Whether a tile of MR x NR has registers left for NR column sums.
-constexpr bool fused_sums = MR * NR + 2 * NR + 1 <= (RNNEXT_VBYTES == 64 ? 32 : 16);
+constexpr bool fused_sums =
+    MR * NR + 2 * NR + 1 <= (RNNEXT_VBYTES == 64 ? 32 : 16);
 
 // C (M x N) = sum over K2 runs of K tokens of A_k^T B_k. Token k of run u
 // is row u*rb + k of B (ldb wide); its values of A for rows i .. i+MR-1 of
