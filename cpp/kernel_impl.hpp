@@ -407,12 +407,11 @@ constexpr bool fused_sums =
 
 // C (M x N) = sum over K2 runs of K tokens of A_k^T B_k. Token k of run u
 // is row u*rb + k of B (ldb wide); its values of A for rows i .. i+MR-1 of
-// C start at A + i*ai + u*sa2 + k*sak, one apart. If `sums` is given, it
-// gets the sums of the tokens' rows of B (N wide), taken by the first row
-// of tiles; returns whether it did (not when the tile has no registers for
-// them).
+// C start at A + i*ai + u*sa2 + k*sak, one apart. Where fused_sums, `sums`
+// (if given) gets the sums of the tokens' rows of B (N wide), taken by the
+// first row of tiles; elsewhere it is left alone.
 template <class T>
-inline bool gemm_tn(T* C, long ldc, const T* A, long ai, long sak, long sa2,
+inline void gemm_tn(T* C, long ldc, const T* A, long ai, long sak, long sa2,
                     const T* Bm, long ldb, long rb, long M, long N, long K,
                     long K2, T* sums = nullptr) {
   constexpr int L = simd<T>::L;
@@ -429,7 +428,6 @@ inline bool gemm_tn(T* C, long ldc, const T* A, long ai, long sak, long sa2,
                             Bm + j, ldb, K, K2, sa2, rb * ldb, nullptr);
     }
   }
-  return fused_sums && sums;
 }
 
 // tl[c*RL + r] = logit Vf + c of row r, with its bias, for the columns past
@@ -694,7 +692,6 @@ void block_gradients(const Job<T>& J, const Work<T>& W, long blk) {
   T* hk = n * Hp * long(sizeof(T)) > PACK_ABOVE
               ? static_cast<T*>(scratch_or_null(pack, 1))
               : nullptr;
-  bool fused;  // whether the products took the bias gradients too
   if (hk) {
     // (a tile reads no values past H, so none are written)
     for (long t = 0; t <= Tn; ++t)
@@ -706,12 +703,10 @@ void block_gradients(const Job<T>& J, const Work<T>& W, long blk) {
           for (int u = 0; u < MR; ++u) dst[i * n + u] = src[i + u];
         for (; i < H; ++i) dst[i / MR * MR * n + i % MR] = src[i];
       }
-    fused = gemm_tn(dWs, Vp, hk + m * MR, n, MR, m * MR, dl, Vp, B, H, Vf, m,
-                    Tn, dbs);
+    gemm_tn(dWs, Vp, hk + m * MR, n, MR, m * MR, dl, Vp, B, H, Vf, m, Tn, dbs);
     gemm_tn(dWh, Hp, hk, n, MR, m * MR, dz, Hq, B, H, Hp, m, Tn, dbh);
   } else {
-    fused = gemm_tn(dWs, Vp, h + B * Hq, 1, Hq, B * Hq, dl, Vp, B, H, Vf, m,
-                    Tn, dbs);
+    gemm_tn(dWs, Vp, h + B * Hq, 1, Hq, B * Hq, dl, Vp, B, H, Vf, m, Tn, dbs);
     gemm_tn(dWh, Hp, h, 1, Hq, B * Hq, dz, Hq, B, H, Hp, m, Tn, dbh);
   }
 
@@ -749,7 +744,7 @@ void block_gradients(const Job<T>& J, const Work<T>& W, long blk) {
 
   // db_softmax, db_hidden, where the products above did not take them;
   // dW_input[x] += dz, in token order
-  if (fused) {
+  if (fused_sums) {
     column_sums(dbs + Vf, dl + Vf, Vp, Vp - Vf, nullptr, 0);
   } else {
     column_sums(dbs, dl, Vp, Vp, nullptr, 0);
