@@ -564,22 +564,49 @@ struct Padded {
   T* bsh;  // (Vp) b_softmax - that bound, when bounded
 };
 
+// A block's values lie together, in a region of their own: its rows, step
+// by step. Blocks run on different threads, and regions are whole cache
+// lines and a gap apart, so that no line, nor one that a core's prefetcher
+// fetches with its neighbour, holds two blocks' values.
 template <class T>
 struct Work {
-  // Hs, DZ and dh have rows Hq apart: Hp, or one vector more when Hp
-  // would make them a whole number of 4 KB pages, which would put the same
-  // column of successive rows into the same few cache sets
+  // states and their gradients have rows Hq apart: Hp, or one vector more
+  // when Hp would make them a whole number of 4 KB pages, which would put
+  // the same column of successive rows into the same few cache sets
   long Hq;
-  T* Hs;  // (T + 1, B, Hq) states, Hs[0] = h0
-  T* DL;  // (T, B, Vp) logits, then their gradient (gradient modes)
-  T* DZ;  // (T, B, Hq) gradient through the output, then through tanh
-  T* dh;  // (B, Hq) gradient flowing back in time, finally dL/dh0
+  T* region;  // the first block's
+  long span;  // elements from one block's region to the next
+  // offsets in a region: (T + 1, ROWS, Hq) states h_0 .. h_T; (T, ROWS, Vp)
+  // logits, then their gradient (one step when evaluating); (T, ROWS, Hq)
+  // gradient through the output, then through tanh; (ROWS, Hq) gradient
+  // flowing back in time, finally dL/dh0; (Hp) a column of dW_softmax;
+  // (P) the block's share of the five parameter gradients, laid out as G
+  long at_logits, at_dz, at_dh, at_tail, at_partial;
   T* G[5];  // padded parameter gradients, shaped as Padded's first five
-  T* Gp;    // (blocks, P): each block's share of the five, laid out as G
   long P;   // elements of the five padded parameters together
   T* A[5];  // Mode::adagrad: the updated accumulators, shaped as G
-  T* scratch;  // (blocks, ROWS, Vp) logits when evaluating
-  T* tail;     // (blocks, Hp) a column of a block's dW_softmax
+
+  T* states(long blk) const { return region + blk * span; }
+  T* logits(long blk) const { return states(blk) + at_logits; }
+  T* dz(long blk) const { return states(blk) + at_dz; }
+  T* dh(long blk) const { return states(blk) + at_dh; }
+  T* tail(long blk) const { return states(blk) + at_tail; }
+  T* partial(long blk) const { return states(blk) + at_partial; }
+
+  // Lays out the regions from the first cache line at or after `at`;
+  // returns the elements they take from `at`.
+  long lay_out(T* at, long blocks, long steps, long Vp, long Hp, bool grad) {
+    constexpr long line = 64 / long(sizeof(T)), gap = 4 * line;
+    region = reinterpret_cast<T*>(
+        (reinterpret_cast<std::uintptr_t>(at) + 63) / 64 * 64);
+    at_logits = (steps + 1) * ROWS * Hq;
+    at_dz = at_logits + (grad ? steps : 1) * ROWS * Vp;
+    at_dh = at_dz + (grad ? steps * ROWS * Hq : 0);
+    at_tail = at_dh + (grad ? ROWS * Hq : 0);
+    at_partial = round_up(at_tail + (grad ? Hp : 0), line);
+    span = round_up(at_partial + (grad ? P : 0), line) + gap;
+    return blocks * span + line;
+  }
 };
 
 // Forward through T steps for rows b0 .. b0+m, then (with gradients)
@@ -600,16 +627,20 @@ double block(const Job<T>& J, const Padded<T>& P, const Work<T>& W, long blk) {
   double linear = 0, logs = 0, product = 1;
   alignas(64) T tl[simd<T>::L * RL<T>];  // tail_logits' columns
 
+  T* const hs = W.states(blk);  // h_t of row r at hs + (t*ROWS + r)*Hq
+  T* const dl = W.logits(blk);
+  T* const dz = W.dz(blk);
+
   // h_0, padded
   for (long r = 0; r < m; ++r) {
-    T* h = W.Hs + (b0 + r) * Hq;
+    T* h = hs + r * Hq;
     for (long j = 0; j < H; ++j) h[j] = J.h0[(b0 + r) * H + j];
     for (long j = H; j < Hp; ++j) h[j] = T(0);
   }
 
   for (long t = 0; t < J.T; ++t) {
-    const T* hp = W.Hs + (t * B + b0) * Hq;
-    T* h = W.Hs + ((t + 1) * B + b0) * Hq;
+    const T* hp = hs + t * ROWS * Hq;
+    T* h = hs + (t + 1) * ROWS * Hq;
 
     // h_t = tanh(W_input[x_t] + h_{t-1} @ W_hidden + b_hidden)
     for (long r = 0; r < m; ++r) {
@@ -625,7 +656,7 @@ double block(const Job<T>& J, const Padded<T>& P, const Work<T>& W, long blk) {
     // logits_t = h_t @ W_softmax + b_softmax, the sums started from the
     // bias, then the loss and its gradient; the columns past V's last whole
     // vector, when few, apart (see tail_logits)
-    T* z = grad ? W.DL + (t * B + b0) * Vp : W.scratch + blk * ROWS * Vp;
+    T* z = grad ? dl + t * ROWS * Vp : dl;
     const T* bias = P.bounded ? P.bsh : P.bs;
     gemm<T, false>(z, Vp, h, Hq, 1, P.Ws, Vp, m, dots ? Vf : Vp, H, bias);
     if (dots) tail_logits(tl, h, Hq, Hp, P.WsT, bias, Vf, V, m);
@@ -634,31 +665,30 @@ double block(const Job<T>& J, const Padded<T>& P, const Work<T>& W, long blk) {
 
     // dh_t from the output: dL/dlogits_t @ W_softmax^T
     if (grad)
-      gemm<T, false>(W.DZ + (t * B + b0) * Hq, Hq, z, Vp, 1, P.WsT, Hp, m, Hp,
-                     V);
+      gemm<T, false>(dz + t * ROWS * Hq, Hq, z, Vp, 1, P.WsT, Hp, m, Hp, V);
   }
   for (long r = 0; r < m; ++r)
     for (long j = 0; j < H; ++j)
-      J.hT[(b0 + r) * H + j] = W.Hs[(J.T * B + b0 + r) * Hq + j];
+      J.hT[(b0 + r) * H + j] = hs[(J.T * ROWS + r) * Hq + j];
   const double loss = logs + __builtin_log(product) + linear;
   if (!grad) return loss;
 
-  T* dh = W.dh + b0 * Hq;
+  T* dh = W.dh(blk);
   for (long r = 0; r < m; ++r)
     for (long j = 0; j < Hp; j += L) store(dh + r * Hq + j, vec<T>{});
   for (long t = J.T - 1; t >= 0; --t) {
-    const T* h = W.Hs + ((t + 1) * B + b0) * Hq;
-    T* dz = W.DZ + (t * B + b0) * Hq;
+    const T* h = hs + (t + 1) * ROWS * Hq;
+    T* dzt = dz + t * ROWS * Hq;
 
     // through h_t = tanh(z_t): dz_t = (dh_out + dh_next) * (1 - h_t^2)
     for (long r = 0; r < m; ++r)
       for (long j = r * Hq; j < r * Hq + Hp; j += L) {
         vec<T> hv = load(h + j);
-        store(dz + j, (load(dz + j) + load(dh + j)) * (T(1) - hv * hv));
+        store(dzt + j, (load(dzt + j) + load(dh + j)) * (T(1) - hv * hv));
       }
 
     // through z_t = ... + h_{t-1} @ W_hidden: dh_{t-1} = dz_t @ W_hidden^T
-    gemm<T, false>(dh, Hq, dz, Hq, 1, P.WhT, Hp, m, Hp, H);
+    gemm<T, false>(dh, Hq, dzt, Hq, 1, P.WhT, Hp, m, Hp, H);
   }
   return loss;
 }
@@ -669,15 +699,17 @@ double block(const Job<T>& J, const Padded<T>& P, const Work<T>& W, long blk) {
 template <class T>
 void block_gradients(const Job<T>& J, const Work<T>& W, long blk) {
   constexpr int L = simd<T>::L;
-  const long B = J.B, H = J.H, V = J.V, Tn = J.T;
+  const long B = J.B, H = J.H, V = J.V, Tn = J.T, S = ROWS;
   const long Hp = round_up(H, L), Vp = round_up(V, L), Hq = W.Hq;
   const long b0 = blk * ROWS, m = min(ROWS, B - b0);
-  T* g = W.Gp + blk * W.P;
+  T* g = W.partial(blk);
   T *dWi = g, *dWh = dWi + V * Hp, *dbh = dWh + H * Hp, *dWs = dbh + Hp,
     *dbs = dWs + H * Vp;
-  const T* dl = W.DL + b0 * Vp;  // (t, r) at dl + (t*B + r)*Vp
-  const T* dz = W.DZ + b0 * Hq;
-  const T* h = W.Hs + b0 * Hq;  // h_{t-1}; h_t is one step (B rows) on
+  // token (t, r) at dl + (t*S + r)*Vp, dz + (t*S + r)*Hq; h_{t-1} likewise
+  // at h, h_t one step (S rows) on
+  const T* dl = W.logits(blk);
+  const T* dz = W.dz(blk);
+  const T* h = W.states(blk);
 
   // dW_softmax = sum h_t^T dlogits_t, dW_hidden = sum h_{t-1}^T dz_t; the
   // columns of V past its last whole vector are taken apart below
@@ -696,22 +728,22 @@ void block_gradients(const Job<T>& J, const Work<T>& W, long blk) {
     // (a tile reads no values past H, so none are written)
     for (long t = 0; t <= Tn; ++t)
       for (long r = 0; r < m; ++r) {
-        const T* src = h + (t * B + r) * Hq;
+        const T* src = h + (t * S + r) * Hq;
         T* dst = hk + (t * m + r) * MR;
         long i = 0;
         for (; i + MR <= H; i += MR)
           for (int u = 0; u < MR; ++u) dst[i * n + u] = src[i + u];
         for (; i < H; ++i) dst[i / MR * MR * n + i % MR] = src[i];
       }
-    gemm_tn(dWs, Vp, hk + m * MR, n, MR, m * MR, dl, Vp, B, H, Vf, m, Tn, dbs);
-    gemm_tn(dWh, Hp, hk, n, MR, m * MR, dz, Hq, B, H, Hp, m, Tn, dbh);
+    gemm_tn(dWs, Vp, hk + m * MR, n, MR, m * MR, dl, Vp, S, H, Vf, m, Tn, dbs);
+    gemm_tn(dWh, Hp, hk, n, MR, m * MR, dz, Hq, S, H, Hp, m, Tn, dbh);
   } else {
-    gemm_tn(dWs, Vp, h + B * Hq, 1, Hq, B * Hq, dl, Vp, B, H, Vf, m, Tn, dbs);
-    gemm_tn(dWh, Hp, h, 1, Hq, B * Hq, dz, Hq, B, H, Hp, m, Tn, dbh);
+    gemm_tn(dWs, Vp, h + S * Hq, 1, Hq, S * Hq, dl, Vp, S, H, Vf, m, Tn, dbs);
+    gemm_tn(dWh, Hp, h, 1, Hq, S * Hq, dz, Hq, S, H, Hp, m, Tn, dbh);
   }
 
   // out = the sum over the block's tokens of their rows of src (n columns,
-  // token (t, r) at src + (t*B + r)*ld), each row times wt[(t*B + r)*ws]
+  // token (t, r) at src + (t*S + r)*ld), each row times wt[(t*S + r)*ws]
   // if wt is given; a few vectors at a time, held in registers
   auto column_sums = [&](T* out, const T* src, long ld, long n, const T* wt,
                          long ws) {
@@ -720,9 +752,9 @@ void block_gradients(const Job<T>& J, const Work<T>& W, long blk) {
       vec<T> a[4] = {};
       for (long t = 0; t < Tn; ++t)
         for (long r = 0; r < m; ++r) {
-          const T* x = src + (t * B + r) * ld + j0;
+          const T* x = src + (t * S + r) * ld + j0;
           if (wt) {
-            const T d = wt[(t * B + r) * ws];
+            const T d = wt[(t * S + r) * ws];
             for (int u = 0; u < q; ++u) a[u] += d * load(x + u * L);
           } else {
             for (int u = 0; u < q; ++u) a[u] += load(x + u * L);
@@ -734,11 +766,11 @@ void block_gradients(const Job<T>& J, const Work<T>& W, long blk) {
 
   // column c of those: sum dlogits_t[c] h_t, a vector over H (in a tile
   // over H it would cost a whole vector of FMAs per hidden unit and token)
-  T* col = W.tail + blk * Hp;
+  T* col = W.tail(blk);
   if (Vf < Vp)
     for (long k = 0; k < H; ++k) store(dWs + k * Vp + Vf, vec<T>{});
   for (long c = Vf; c < V; ++c) {
-    column_sums(col, h + B * Hq, Hq, Hp, dl + c, Vp);
+    column_sums(col, h + S * Hq, Hq, Hp, dl + c, Vp);
     for (long k = 0; k < H; ++k) dWs[k * Vp + c] = col[k];
   }
 
@@ -753,7 +785,7 @@ void block_gradients(const Job<T>& J, const Work<T>& W, long blk) {
   for (long i = 0; i < V * Hp; i += L) store(dWi + i, vec<T>{});
   for (long t = 0; t < Tn; ++t)
     for (long r = 0; r < m; ++r) {
-      const T* z = dz + (t * B + r) * Hq;
+      const T* z = dz + (t * S + r) * Hq;
       T* wi = dWi + long(J.X[(b0 + r) * Tn + t]) * Hp;
       for (long j = 0; j < Hp; j += L) store(wi + j, load(wi + j) + load(z + j));
     }
@@ -820,10 +852,10 @@ struct Context {
     constexpr int L = simd<T>::L;
     const long b0 = b / FOLD * FOLD, n = min(FOLD, blocks - b0);
     if (__atomic_add_fetch(&finished[b / FOLD], 1, __ATOMIC_ACQ_REL) != n) return;
-    T* g = W.Gp + b0 * W.P;
+    T* g = W.partial(b0);
     for (long j = 0; j < W.P; j += L) {
       vec<T> s = load(g + j);
-      for (long i = 1; i < n; ++i) s += load(g + i * W.P + j);
+      for (long i = 1; i < n; ++i) s += load(W.partial(b0 + i) + j);
       store(g + j, s);
     }
   }
@@ -874,15 +906,15 @@ Outcome fused(const Job<T>& J) {
   long rows[5], cols[5], ld[5];
   shapes(J, rows, cols, ld);
 
-  // one allocation: padded parameters, activations, gradients, losses
+  // one allocation: padded parameters, gradients and accumulators, the
+  // blocks' regions, losses
   const long padded = V * Hp + H * Hp + Hp + H * Vp + Vp;
-  const long Hq = Hp * long(sizeof(T)) % 4096 == 0 ? Hp + L : Hp;
-  const long acts = (J.T + 1) * B * Hq +
-                    (grad ? N * (Vp + Hq) + B * Hq + blocks * Hp : 0) +
-                    (grad ? 0 : blocks * ROWS * Vp);
+  Work<T> W{};
+  W.Hq = Hp * long(sizeof(T)) % 4096 == 0 ? Hp + L : Hp;
+  W.P = padded;
   const int copies = J.mode == Mode::adagrad ? 3 : (grad ? 2 : 1);
-  const long total = padded * (copies + (grad ? blocks : 0)) + H * Hp +
-                     V * Hp + Vp + acts;
+  const long regions = W.lay_out(nullptr, blocks, J.T, Vp, Hp, grad);
+  const long total = padded * copies + H * Hp + V * Hp + Vp + regions;
   // 8-byte slots, one per block, one per parameter row, one per group of
   // FOLD blocks and one more, then 64-byte aligned
   const long folds = (blocks + FOLD - 1) / FOLD;
@@ -900,22 +932,11 @@ Outcome fused(const Job<T>& J) {
   P.WhT = grad ? take(H * Hp) : nullptr;
   P.WsT = take(V * Hp);
   P.bsh = take(Vp);
-  Work<T> W{};
-  W.Hq = Hq;
-  W.Hs = take((J.T + 1) * B * Hq);
-  if (grad) {
-    W.DL = take(N * Vp);
-    W.DZ = take(N * Hq);
-    W.dh = take(B * Hq);
+  if (grad)
     for (int k = 0; k < 5; ++k) W.G[k] = take(rows[k] * ld[k]);
-    W.P = padded;
-    W.Gp = take(blocks * padded);
-    W.tail = take(blocks * Hp);
-  } else {
-    W.scratch = take(blocks * ROWS * Vp);
-  }
   if (J.mode == Mode::adagrad)
     for (int k = 0; k < 5; ++k) W.A[k] = take(rows[k] * ld[k]);
+  W.lay_out(take(regions), blocks, J.T, Vp, Hp, grad);
 
   // after the blocks, the parameter rows are split into `groups` tasks, each
   // of consecutive rows; small loops are not worth waking threads for
@@ -997,11 +1018,11 @@ Outcome fused(const Job<T>& J) {
     x.for_runs(g, [&](int k, long i0, long i1, long r0, long offset) {
       constexpr int L = simd<T>::L;
       const long ld = x.ld[k], n = x.cols[k];
-      const T* gp = x.W.Gp + offset;
+      const T* gp = x.W.partial(0) + offset;  // blocks are W.span apart
       T* gr = x.W.G[k] + i0 * ld;
       for (long j = 0; j < (i1 - i0) * ld; j += L) {
         vec<T> s = load(gp + j);
-        for (long b = FOLD; b < x.blocks; b += FOLD) s += load(gp + b * x.W.P + j);
+        for (long b = FOLD; b < x.blocks; b += FOLD) s += load(gp + b * x.W.span + j);
         store(gr + j, s);
       }
       for (long i = 0; i < i1 - i0; ++i) {
@@ -1027,7 +1048,8 @@ Outcome fused(const Job<T>& J) {
         for (long j = 0; j < cols[k]; ++j)
           J.grad[k][i * cols[k] + j] = W.G[k][i * ld[k] + j];
     for (long b = 0; b < B; ++b)
-      for (long j = 0; j < H; ++j) J.grad_h0[b * H + j] = W.dh[b * Hq + j];
+      for (long j = 0; j < H; ++j)
+        J.grad_h0[b * H + j] = W.dh(b / ROWS)[b % ROWS * W.Hq + j];
     return out;
   }
   if (!__builtin_isfinite(out.loss) || !__builtin_isfinite(out.grad_norm))
