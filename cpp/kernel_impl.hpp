@@ -626,6 +626,8 @@ double block(const Job<T>& J, const Padded<T>& P, const Work<T>& W, long blk) {
   // sum whenever it leaves [1e-150, 1e150]
   double linear = 0, logs = 0, product = 1;
   alignas(64) T tl[simd<T>::L * RL<T>];  // tail_logits' columns
+  typename simd<T>::i keep;  // lanes of a row's last vector that are not padding
+  for (int u = 0; u < L; ++u) keep[u] = Hp - L + u < H;
 
   T* const hs = W.states(blk);  // h_t of row r at hs + (t*ROWS + r)*Hq
   T* const dl = W.logits(blk);
@@ -652,6 +654,13 @@ double block(const Job<T>& J, const Padded<T>& P, const Work<T>& W, long blk) {
     for (long r = 0; r < m; ++r)
       for (long j = 0; j < Hp; j += L)
         store(h + r * Hq + j, vtanh<T>(load(h + r * Hq + j)));
+    // an infinite h_{t-1} leaves NaN (inf * 0) in the padding past H, which
+    // tail_logits' dot products read: it is set back to 0
+    if (H < Hp)
+      for (long r = 0; r < m; ++r) {
+        T* last = h + r * Hq + Hp - L;
+        store(last, keep ? load(last) : vec<T>{});
+      }
 
     // logits_t = h_t @ W_softmax + b_softmax, the sums started from the
     // bias, then the loss and its gradient; the columns past V's last whole

@@ -157,6 +157,28 @@ def test_loss_and_grads_match_oracle_for_any_logit_range(H, V, dtype, spread):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("H, V", [(23, 2), (40, 67)])
+def test_an_infinite_state_saturates_as_in_the_oracle(H, V, dtype):
+    # H short of a whole vector, V's last columns apart (see tail_logits):
+    # the state's padding must not turn inf * 0 into NaN in their logits
+    model, oracle, X, Y, h0 = make_problem(H, V, 9, 3, dtype, seed=5)
+    h0[0, 1], h0[4, H - 1] = np.inf, -np.inf
+    loss, grads, h_T = model.loss_and_grads(X, Y, h0)
+    loss_e, h_T_e = model.evaluate(X, Y, h0)
+    with np.errstate(all="ignore"):
+        loss_ref, grads_ref, h_T_ref = ref.loss_and_grads(oracle, X, Y, h0)
+    assert np.isfinite(loss_ref) and np.isfinite(h_T_ref).all()
+    for what, a in [("loss", loss), ("loss (evaluate)", loss_e)]:
+        assert_close(a, loss_ref, TOL[dtype], what)
+    assert_close(h_T, h_T_ref, TOL[dtype], "h_T")
+    assert_close(h_T_e, h_T_ref, TOL[dtype], "h_T (evaluate)")
+    for name, want in grads_ref.items():
+        finite = np.isfinite(want)
+        assert np.array_equal(np.isfinite(grads[name]), finite), name
+        assert_close(grads[name][finite], want[finite], TOL[dtype], name)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("H, V, B, T", SHAPES)
 def test_evaluate_matches_oracle(H, V, B, T, dtype):
     model, oracle, X, Y, h0 = make_problem(H, V, B, T, dtype, seed=3)
