@@ -4,7 +4,7 @@
 //
 // Legend: B rows, T steps, H hidden, V vocabulary, N = T*B tokens. Hp and Vp
 // are H and V rounded up to whole vectors; every buffer row is padded so that
-// the inner loops run over whole vectors with no tail. Token n = t*B + b.
+// the inner loops run over whole vectors with no tail.
 //
 // One call: (1) blocks of rows run forward through all T steps, computing the
 // softmax cross-entropy gradient as they go, then backward through time, and
