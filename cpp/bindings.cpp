@@ -98,8 +98,8 @@ py::array_t<T> write_float(const py::handle& obj, const std::string& name,
   return py::reinterpret_borrow<py::array_t<T>>(a);
 }
 
-// A 2-D array of character ids of any integer dtype and strides, read
-// without the GIL once it has been checked.
+// A 2-D array of character ids of any integer dtype and strides, checked
+// here and then read by the kernel where it is (see rnnext::IdView).
 struct Ids {
   const char* data;
   py::ssize_t stride[2];
@@ -120,13 +120,12 @@ struct Ids {
     return get<I>(data + r * stride[0] + c * stride[1]);
   }
 
-  // out (rows, n) = the columns c0 .. c0+n as int32 (out may be null to
-  // only check); bad = the first (row, col) with an id outside [0, V), which
-  // is copied as 0. Contiguous ids are first read in a loop that vectorizes,
-  // rows that follow one another in memory as one run; only if that finds a
-  // bad id are they read again, one at a time.
+  // bad = the first (row, col) of the columns c0 .. c0+n-1 with an id
+  // outside [0, V), if any. Contiguous ids are first read in a loop that
+  // vectorizes, rows that follow one another in memory as one run; only if
+  // that finds a bad id are they read again, one at a time.
   template <class I>
-  void copy(long c0, long n, long V, int32_t* out, long* bad) const {
+  void check(long c0, long n, long V, long* bad) const {
     const uint64_t top = uint64_t(V);
     const py::ssize_t s = stride[1];
     // the quick pass compares in I's own width: x >= 0 and x < lim, or
@@ -140,33 +139,28 @@ struct Ids {
       int ok = 1;
       for (long r = 0; r < runs; ++r) {
         const char* p = data + r * stride[0] + c0 * s;
-        int32_t* o = out ? out + r * len : nullptr;
         for (long c = 0; c < len; ++c) {
           const I x = get<I>(p + c * s);
           ok &= int(x >= I(0)) & int(all | (x < lim));
-          if (o) o[c] = int32_t(x);
         }
       }
       if (ok) return;
     }
     for (long r = 0; r < rows; ++r)
-      for (long c = 0; c < n; ++c) {
-        I x = at<I>(r, c0 + c);
-        if (!(uint64_t(x) < top)) {
-          if (bad[0] < 0) bad[0] = r, bad[1] = c0 + c;
-          x = 0;
+      for (long c = 0; c < n; ++c)
+        if (!(uint64_t(at<I>(r, c0 + c)) < top)) {
+          bad[0] = r, bad[1] = c0 + c;
+          return;
         }
-        if (out) out[r * n + c] = int32_t(x);
-      }
   }
 
-  void copy(long c0, long n, long V, int32_t* out, long* bad) const {
+  void check(long c0, long n, long V, long* bad) const {
     const bool s = kind == 'i';
     switch (size) {
-      case 1: return s ? copy<int8_t>(c0, n, V, out, bad) : copy<uint8_t>(c0, n, V, out, bad);
-      case 2: return s ? copy<int16_t>(c0, n, V, out, bad) : copy<uint16_t>(c0, n, V, out, bad);
-      case 4: return s ? copy<int32_t>(c0, n, V, out, bad) : copy<uint32_t>(c0, n, V, out, bad);
-      default: return s ? copy<int64_t>(c0, n, V, out, bad) : copy<uint64_t>(c0, n, V, out, bad);
+      case 1: return s ? check<int8_t>(c0, n, V, bad) : check<uint8_t>(c0, n, V, bad);
+      case 2: return s ? check<int16_t>(c0, n, V, bad) : check<uint16_t>(c0, n, V, bad);
+      case 4: return s ? check<int32_t>(c0, n, V, bad) : check<uint32_t>(c0, n, V, bad);
+      default: return s ? check<int64_t>(c0, n, V, bad) : check<uint64_t>(c0, n, V, bad);
     }
   }
 
@@ -202,11 +196,11 @@ Ids ids_view(py::array& a, const std::string& name) {
              long(a.shape(0)), long(a.shape(1)), kind, a.dtype().itemsize()};
 }
 
-// Checks the columns c0 .. c0+n of ids (and copies them, if out is given).
-void read_range(const Ids& ids, long c0, long n, long V, int32_t* out,
-                const std::string& name) {
+// Checks the columns c0 .. c0+n-1 of ids.
+void check_range(const Ids& ids, long c0, long n, long V,
+                 const std::string& name) {
   long bad[2] = {-1, -1};
-  ids.copy(c0, n, V, out, bad);
+  ids.check(c0, n, V, bad);
   if (bad[0] >= 0)
     throw py::value_error(name + "[" + std::to_string(bad[0]) + ", " +
                           std::to_string(bad[1]) + "] = " +
@@ -215,14 +209,19 @@ void read_range(const Ids& ids, long c0, long n, long V, int32_t* out,
                           std::to_string(V) + " (the vocabulary size)");
 }
 
-// Character ids (rows, steps), every value in [0, V), as int32.
-std::vector<int32_t> read_ids(const py::handle& obj, const std::string& name,
-                              long V) {
-  py::array a = as_array(obj, name);
+// The columns from c0 of checked ids, as the kernel reads them.
+rnnext::IdView kernel_view(const Ids& ids, long c0) {
+  return {ids.data + c0 * ids.stride[1], long(ids.stride[0]),
+          long(ids.stride[1]), int(ids.size)};
+}
+
+// Character ids (rows, steps), every value in [0, V), read by the kernel
+// where they are; a (or the copy that replaces it, see ids_view) must stay
+// alive while it runs.
+rnnext::IdView check_ids(py::array& a, const std::string& name, long V) {
   Ids ids = ids_view(a, name);
-  std::vector<int32_t> out(std::size_t(ids.rows * ids.cols));
-  read_range(ids, 0, ids.cols, V, out.data(), name);
-  return out;
+  check_range(ids, 0, ids.cols, V, name);
+  return kernel_view(ids, 0);
 }
 
 double read_option(double x, const char* name, bool positive) {
@@ -237,7 +236,7 @@ double read_option(double x, const char* name, bool positive) {
 template <class T>
 struct Call {
   std::vector<py::array_t<T>> keep;
-  std::vector<int32_t> X, Y;
+  py::array X, Y;  // the ids
   py::array_t<T> h0, hT;
   rnnext::Job<T> job{};
 };
@@ -294,15 +293,14 @@ void prepare(Call<T>& c, const py::tuple& params, const py::tuple* accums,
              const py::handle& X, const py::handle& Y, const py::handle& h0,
              int threads) {
   prepare_params(c, params, accums, threads);
-  c.X = read_ids(X, "X", c.job.V);
-  c.Y = read_ids(Y, "Y", c.job.V);
-  py::array x = as_array(X, "X"), y = as_array(Y, "Y");
-  if (x.shape(0) != y.shape(0) || x.shape(1) != y.shape(1))
+  c.X = as_array(X, "X");
+  c.job.X = check_ids(c.X, "X", c.job.V);
+  c.Y = as_array(Y, "Y");
+  c.job.Y = check_ids(c.Y, "Y", c.job.V);
+  if (c.X.shape(0) != c.Y.shape(0) || c.X.shape(1) != c.Y.shape(1))
     throw py::value_error("X and Y must have the same shape, got " +
-                          shape_str(x) + " and " + shape_str(y));
-  prepare_state(c, long(x.shape(0)), long(x.shape(1)), h0);
-  c.job.X = c.X.data();
-  c.job.Y = c.Y.data();
+                          shape_str(c.X) + " and " + shape_str(c.Y));
+  prepare_state(c, long(c.X.shape(0)), long(c.X.shape(1)), h0);
 }
 
 // Adagrad options into c.job.
@@ -405,12 +403,10 @@ py::tuple adagrad_steps(const py::tuple& params, const py::tuple& accums,
         " steps each, need rows with at least " +
         (overflow ? std::string("2**63") : std::to_string(need)) +
         " columns, got shape " + shape_str(ra));
-  read_range(ids, start * steps, count * steps + 1, c.job.V, nullptr, "rows");
+  check_range(ids, start * steps, count * steps + 1, c.job.V, "rows");
   prepare_state(c, ids.rows, steps, h0);
 
   const long B = ids.rows, H = c.job.H;
-  c.X.resize(std::size_t(B * steps));
-  c.Y.resize(std::size_t(B * steps));
   py::array_t<double> losses(count);
   double* loss = losses.mutable_data();
   for (long k = 0; k < count; ++k) loss[k] = std::nan("");
@@ -418,14 +414,11 @@ py::tuple adagrad_steps(const py::tuple& params, const py::tuple& accums,
   {
     py::gil_scoped_release release;
     rnnext::Job<T> j = c.job;
-    j.X = c.X.data();
-    j.Y = c.Y.data();
     T* state[2] = {c.hT.mutable_data(), h.data()};
-    long bad[2] = {-1, -1};
     for (long k = 0; k < count; ++k) {
       const long col = (start + k) * steps;
-      ids.copy(col, steps, j.V, c.X.data(), bad);
-      ids.copy(col + 1, steps, j.V, c.Y.data(), bad);
+      j.X = kernel_view(ids, col);
+      j.Y = kernel_view(ids, col + 1);
       j.h0 = k == 0 ? c.job.h0 : state[(k + 1) % 2];
       j.hT = state[k % 2];
       rnnext::Outcome out = rnnext::run(j);

@@ -11,6 +11,15 @@ namespace rnnext {
 
 enum class Mode { evaluate, gradients, adagrad };
 
+// Character ids (B, T) where the caller holds them: an integer type of
+// `width` bytes in native byte order, at any byte strides and alignment,
+// every id in [0, V) (so signed and unsigned types read alike).
+struct IdView {
+  const char* data;
+  long row, col;  // strides in bytes
+  int width;      // 1, 2, 4 or 8
+};
+
 template <class F>
 struct Job {
   // parameters, row-major: W_input (V, H), W_hidden (H, H), b_hidden (H),
@@ -21,8 +30,8 @@ struct Job {
   F* grad_h0;  // (B, H), Mode::gradients
   // Mode::adagrad: accumulators, same shapes as the parameters (updated)
   F* accum[5];
-  const int32_t* X;  // (B, T) input ids
-  const int32_t* Y;  // (B, T) target ids
+  IdView X;          // (B, T) input ids
+  IdView Y;          // (B, T) target ids
   const F* h0;       // (B, H)
   F* hT;             // (B, H) final state (written)
   long B, T, H, V;

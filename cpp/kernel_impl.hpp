@@ -549,6 +549,31 @@ inline void softmax_xent(T* z, long m, long Vp, long Vw, long V, T* tl,
   }
 }
 
+// out (m, T) = rows b0 .. b0+m-1 of ids, as int32 (see IdView). The ids
+// were checked before the call, but the caller's array is not locked while
+// it runs: an id that another thread has since put out of [0, V) is read
+// as 0, so that no id indexes past the parameters.
+template <class I>
+void widen(const IdView& ids, long b0, long m, long T, long V, int32_t* out) {
+  for (long r = 0; r < m; ++r) {
+    const char* p = ids.data + (b0 + r) * ids.row;
+    for (long t = 0; t < T; ++t) {
+      I x;
+      __builtin_memcpy(&x, p + t * ids.col, sizeof x);
+      out[r * T + t] = uint64_t(x) < uint64_t(V) ? int32_t(x) : 0;
+    }
+  }
+}
+inline void widen(const IdView& ids, long b0, long m, long T, long V,
+                  int32_t* out) {
+  switch (ids.width) {
+    case 1: return widen<uint8_t>(ids, b0, m, T, V, out);
+    case 2: return widen<uint16_t>(ids, b0, m, T, V, out);
+    case 4: return widen<uint32_t>(ids, b0, m, T, V, out);
+    default: return widen<uint64_t>(ids, b0, m, T, V, out);
+  }
+}
+
 // Parameters padded to whole vectors, plus transposed copies for backward.
 template <class T>
 struct Padded {
@@ -580,8 +605,9 @@ struct Work {
   // logits, then their gradient (one step when evaluating); (T, ROWS, Hq)
   // gradient through the output, then through tanh; (ROWS, Hq) gradient
   // flowing back in time, finally dL/dh0; (Hp) a column of dW_softmax;
-  // (P) the block's share of the five parameter gradients, laid out as G
-  long at_logits, at_dz, at_dh, at_tail, at_partial;
+  // (P) the block's share of the five parameter gradients, laid out as G;
+  // (2, ROWS, T) its rows' input and target ids, as int32
+  long at_logits, at_dz, at_dh, at_tail, at_partial, at_ids;
   T* G[5];  // padded parameter gradients, shaped as Padded's first five
   long P;   // elements of the five padded parameters together
   T* A[5];  // Mode::adagrad: the updated accumulators, shaped as G
@@ -592,6 +618,9 @@ struct Work {
   T* dh(long blk) const { return states(blk) + at_dh; }
   T* tail(long blk) const { return states(blk) + at_tail; }
   T* partial(long blk) const { return states(blk) + at_partial; }
+  int32_t* ids(long blk) const {
+    return reinterpret_cast<int32_t*>(states(blk) + at_ids);
+  }
 
   // Lays out the regions from the first cache line at or after `at`;
   // returns the elements they take from `at`.
@@ -604,7 +633,9 @@ struct Work {
     at_dh = at_dz + (grad ? steps * ROWS * Hq : 0);
     at_tail = at_dh + (grad ? ROWS * Hq : 0);
     at_partial = round_up(at_tail + (grad ? Hp : 0), line);
-    span = round_up(at_partial + (grad ? P : 0), line) + gap;
+    at_ids = round_up(at_partial + (grad ? P : 0), line);
+    const long ids = 2 * ROWS * steps * 4 / long(sizeof(T));
+    span = round_up(at_ids + ids, line) + gap;
     return blocks * span + line;
   }
 };
@@ -632,6 +663,10 @@ double block(const Job<T>& J, const Padded<T>& P, const Work<T>& W, long blk) {
   T* const hs = W.states(blk);  // h_t of row r at hs + (t*ROWS + r)*Hq
   T* const dl = W.logits(blk);
   T* const dz = W.dz(blk);
+  int32_t* const x = W.ids(blk);  // x_t of row r at x[r*T + t], y likewise
+  int32_t* const y = x + ROWS * J.T;
+  widen(J.X, b0, m, J.T, V, x);
+  widen(J.Y, b0, m, J.T, V, y);
 
   // h_0, padded
   for (long r = 0; r < m; ++r) {
@@ -646,7 +681,7 @@ double block(const Job<T>& J, const Padded<T>& P, const Work<T>& W, long blk) {
 
     // h_t = tanh(W_input[x_t] + h_{t-1} @ W_hidden + b_hidden)
     for (long r = 0; r < m; ++r) {
-      const T* wi = P.Wi + long(J.X[(b0 + r) * J.T + t]) * Hp;
+      const T* wi = P.Wi + long(x[r * J.T + t]) * Hp;
       for (long j = 0; j < Hp; j += L)
         store(h + r * Hq + j, load(wi + j) + load(P.bh + j));
     }
@@ -669,8 +704,8 @@ double block(const Job<T>& J, const Padded<T>& P, const Work<T>& W, long blk) {
     const T* bias = P.bounded ? P.bsh : P.bs;
     gemm<T, false>(z, Vp, h, Hq, 1, P.Ws, Vp, m, dots ? Vf : Vp, H, bias);
     if (dots) tail_logits(tl, h, Hq, Hp, P.WsT, bias, Vf, V, m);
-    softmax_xent(z, m, Vp, dots ? Vf : Vp, V, tl, P.bounded, J.Y + b0 * J.T + t,
-                 J.T, grad, w, linear, product, logs);
+    softmax_xent(z, m, Vp, dots ? Vf : Vp, V, tl, P.bounded, y + t, J.T, grad,
+                 w, linear, product, logs);
 
     // dh_t from the output: dL/dlogits_t @ W_softmax^T
     if (grad)
@@ -719,6 +754,7 @@ void block_gradients(const Job<T>& J, const Work<T>& W, long blk) {
   const T* dl = W.logits(blk);
   const T* dz = W.dz(blk);
   const T* h = W.states(blk);
+  const int32_t* x = W.ids(blk);  // x_t of row r at x[r*T + t]
 
   // dW_softmax = sum h_t^T dlogits_t, dW_hidden = sum h_{t-1}^T dz_t; the
   // columns of V past its last whole vector are taken apart below
@@ -795,7 +831,7 @@ void block_gradients(const Job<T>& J, const Work<T>& W, long blk) {
   for (long t = 0; t < Tn; ++t)
     for (long r = 0; r < m; ++r) {
       const T* z = dz + (t * S + r) * Hq;
-      T* wi = dWi + long(J.X[(b0 + r) * Tn + t]) * Hp;
+      T* wi = dWi + long(x[r * Tn + t]) * Hp;
       for (long j = 0; j < Hp; j += L) store(wi + j, load(wi + j) + load(z + j));
     }
 }

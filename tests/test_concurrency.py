@@ -156,6 +156,44 @@ def test_kernel_calls_release_the_gil():
         assert count_during(call) > 0, f"{name} kept the GIL"
 
 
+def test_ids_changed_by_another_thread_during_a_call_stay_in_the_model():
+    # The ids are checked while the GIL is held and read by the kernel after
+    # it is released; a thread that then writes ids outside [0, V) must not
+    # make the kernel index past the parameters: they are read as 0.
+    H_big, B_big, T_big = 64, 64, 256
+    model = rnnext.CharRNN(V, H_big, dtype=np.float32)
+    opt = rnnext.Adagrad(model, lr=0.01)
+    good = np.random.default_rng(1).integers(0, V, size=(B_big, T_big))
+    X = good.astype(np.uint16)
+    h0 = model.zero_state(B_big)
+    stop = threading.Event()
+
+    def scribble():
+        while not stop.is_set():
+            X[:] = np.iinfo(np.uint16).max
+            X[:] = good
+
+    scribbler = threading.Thread(target=scribble)
+    scribbler.start()
+    done = refused = 0
+    try:
+        for _ in range(100):
+            try:
+                for call in (opt.step, model.evaluate):
+                    loss, _ = call(X, X, h0)
+                    assert np.isfinite(loss)
+                    done += 1
+            except ValueError as e:
+                assert "is not a valid id" in str(e)
+                refused += 1
+    finally:
+        stop.set()
+        scribbler.join()
+    assert done > 0 and refused > 0, (done, refused)
+    for k, w in model.params.items():
+        assert np.isfinite(w).all(), k
+
+
 # -- thread count
 
 
