@@ -657,7 +657,8 @@ double block(const Job<T>& J, const Padded<T>& P, const Work<T>& W, long blk) {
   // sum whenever it leaves [1e-150, 1e150]
   double linear = 0, logs = 0, product = 1;
   alignas(64) T tl[simd<T>::L * RL<T>];  // tail_logits' columns
-  typename simd<T>::i keep;  // lanes of a row's last vector that are not padding
+  // which lanes of a row's last vector hold h (the rest is padding)
+  typename simd<T>::i keep;
   for (int u = 0; u < L; ++u) keep[u] = Hp - L + u < H;
 
   T* const hs = W.states(blk);  // h_t of row r at hs + (t*ROWS + r)*Hq
@@ -1067,7 +1068,8 @@ Outcome fused(const Job<T>& J) {
       T* gr = x.W.G[k] + i0 * ld;
       for (long j = 0; j < (i1 - i0) * ld; j += L) {
         vec<T> s = load(gp + j);
-        for (long b = FOLD; b < x.blocks; b += FOLD) s += load(gp + b * x.W.span + j);
+        for (long b = FOLD; b < x.blocks; b += FOLD)
+          s += load(gp + b * x.W.span + j);
         store(gr + j, s);
       }
       for (long i = 0; i < i1 - i0; ++i) {
